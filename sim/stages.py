@@ -1,0 +1,56 @@
+"""Stage names and the fixed shape of the journey.
+
+Stage ids are small integers inside the kernels and names in every table a person
+reads. The order is the journey's order; ``lapsed`` is outside it.
+"""
+
+STAGES = (
+    "unaware",
+    "aware",
+    "engaged",
+    "subscribed",
+    "converted",
+    "excited",
+    "ascended",
+    "advocate",
+    "promoter",
+    "lapsed",
+)
+N_STAGES = len(STAGES)
+STAGE_ID = {name: i for i, name in enumerate(STAGES)}
+
+UNAWARE, AWARE, ENGAGED, SUBSCRIBED, CONVERTED, EXCITED, ASCENDED, ADVOCATE, PROMOTER, LAPSED = range(
+    N_STAGES
+)
+
+#: Stages in the journey proper (customers in them can lapse; lapsed is absorbing
+#: unless ``organic.reactivation`` > 0, which returns people to ``aware``).
+JOURNEY = STAGES[:LAPSED]
+
+#: Stages whose customers gave permission to be emailed (the lead magnet bought it).
+PERMISSION_STAGES = tuple(range(SUBSCRIBED, LAPSED))
+
+#: Stages whose customers buy the core offer and upsells again and again.
+REPEAT_STAGES = (ASCENDED, ADVOCATE, PROMOTER)
+
+#: Cause ids shared by kernels and tables: 0 organic, 1 referral, 2.. channels.
+CAUSE_ORGANIC = 0
+CAUSE_REFERRAL = 1
+CAUSE_NONE = 255
+
+#: Offer ids: lead magnet, entry-point offer, core offer, then upsells in file order.
+OFFER_LEAD_MAGNET, OFFER_ENTRY, OFFER_CORE = 0, 1, 2
+
+#: Seed 001's four phases (Arthur D. Little), for reports that group the stages.
+PHASES = {
+    "unaware": "preparation",
+    "aware": "communication",
+    "engaged": "communication",
+    "subscribed": "communication",
+    "converted": "exchange",
+    "excited": "after-sale",
+    "ascended": "after-sale",
+    "advocate": "after-sale",
+    "promoter": "after-sale",
+    "lapsed": "after-sale",
+}

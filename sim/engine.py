@@ -56,7 +56,7 @@ def check_memory(customers: int, customers_table: bool = False, budget: int | No
 
 
 @contextlib.contextmanager
-def threads(n: int | None):
+def use_threads(n: int | None):
     """Run parallel kernels on ``n`` threads inside the block (None: all cores)."""
     if n is None:
         yield
@@ -217,4 +217,4 @@ def _apply_flows(counts: np.ndarray, flows: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["Engine", "History", "check_memory", "memory_needed", "threads"]
+__all__ = ["Engine", "History", "check_memory", "memory_needed", "use_threads"]

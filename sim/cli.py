@@ -1,0 +1,166 @@
+"""The ``cvj`` command line: parse arguments, call the library, print.
+
+Errors in the user's input (scenario, options, output path) print one line on stderr
+and exit with status 2, with no traceback and nothing written.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .output import AtomicDir, OutputError
+from .scenario import ScenarioError, default_scenario_path, load_scenario
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> "NoReturn":  # noqa: F821
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    sys.exit(code)
+
+
+def _on_sigterm(signum, frame):  # a killed run cleans up like Ctrl-C
+    raise KeyboardInterrupt
+
+
+class _Group(click.Group):
+    """Turn user errors anywhere below into one line and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ScenarioError, OutputError) as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing was written")
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cvj")
+def main() -> None:
+    """Customer value journey simulator: scenario files in, Parquet tables out."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _overrides(seed, customers, days) -> dict:
+    o = {}
+    if seed is not None:
+        o["market.seed"] = seed
+    if customers is not None:
+        o["market.customers"] = customers
+    if days is not None:
+        o["market.days"] = days
+    return o
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+def validate(scenario: Path) -> None:
+    """Check a scenario file and print what it describes."""
+    sc = load_scenario(scenario)
+    from .engine import check_memory
+
+    check_memory(sc.market.customers)
+    out.print(
+        f"ok: {scenario}: {sc.name!r}, {sc.market.customers:,} customers, {sc.market.days} days, "
+        f"{len(sc.segments)} segments ({', '.join(sc.segments)}), "
+        f"{len(sc.channels)} channels ({', '.join(sc.channels) or 'none'}), "
+        f"{len(sc.offers.upsells)} upsells; sha256 {sc.sha256()[:12]}"
+    )
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write Parquet tables to this directory.")
+@click.option("--seed", type=click.IntRange(min=0), help="Override market.seed.")
+@click.option("--customers", type=int, help="Override market.customers.")
+@click.option("--days", type=int, help="Override market.days.")
+@click.option("--replications", type=click.IntRange(min=1), default=1, show_default=True, help="Independent replications 0..N-1.")
+@click.option("--replication", "first", type=click.IntRange(min=0), default=0, show_default=True, help="Number of the first replication.")
+@click.option("--threads", type=click.IntRange(min=1), help="Kernel threads (default: all cores). Results do not depend on it.")
+@click.option("--customers-table", is_flag=True, help="Also write one row per customer (18 more bytes per customer in memory).")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run(scenario, out_dir, seed, customers, days, replications, first, threads, customers_table, force, quiet):
+    """Simulate SCENARIO (default: the bundled handbag shop) and print its KPIs."""
+    from .engine import check_memory
+    from .run import run as run_scenario
+
+    path = scenario if scenario is not None else default_scenario_path()
+    sc = load_scenario(path, _overrides(seed, customers, days))
+    check_memory(sc.market.customers, customers_table)
+    target = AtomicDir(out_dir, force=force) if out_dir is not None else None  # fail early, before simulating
+    try:
+        reps = range(first, first + replications)
+        t0 = time.perf_counter()
+        with _progress(quiet) as bar:
+            task = bar.add_task("simulating", total=len(reps) * sc.market.days)
+            res = run_scenario(
+                sc,
+                replications=reps,
+                threads=threads,
+                customers_table=customers_table,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
+        wall = time.perf_counter() - t0
+        if target is not None:
+            res.write_into(target.path)
+            target.commit()
+    finally:
+        if target is not None:
+            target.abort()
+    cdays = len(reps) * sc.market.customers * sc.market.days
+    _print_summary(res.summary.to_pylist(), sc.currency)
+    where = f"; tables in {target.target}" if target is not None else ""
+    err.print(f"{cdays:,} customer-days in {wall:.2f} s ({cdays / wall / 1e6:,.0f}M/s){where}")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("day {task.completed:,.0f}/{task.total:,.0f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
+def _fmt(v, money=False, cur=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if not money else f"{v:,.0f} {cur}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _print_summary(rows: list[dict], currency: str) -> None:
+    money_keys = ("spend", "revenue", "cost", "profit", "front_end_profit", "back_end_profit")
+    keys = [k for k in rows[0] if k not in ("scenario", "seed", "replication", "customers", "days")]
+    t = Table(title=f"KPIs: {rows[0]['scenario']} (seed {rows[0]['seed']})", title_justify="left")
+    t.add_column("kpi")
+    for r in rows:
+        t.add_column(f"rep {r['replication']}", justify="right")
+    for k in keys:
+        t.add_row(k, *[_fmt(r[k], k in money_keys, currency) for r in rows])
+    out.print(t)
+
+
+if __name__ == "__main__":
+    main()

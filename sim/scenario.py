@@ -159,7 +159,7 @@ def _parse_push(key: str) -> tuple[int, int]:
 
 class _ChannelBase(_Strict):
     pushes: dict[str, Probability] = Field(default_factory=dict)
-    affinity: dict[str, NonNegative] = Field(default_factory=dict)
+    affinity: dict[str, Probability] = Field(default_factory=dict)
     description: str = ""
 
     @field_validator("pushes")

@@ -7,27 +7,39 @@ Plain-Python API (the ``cvj`` CLI is a thin layer over it)::
     result = sim.run(sc, replications=1, threads=2)
     result.tables["summary"].to_pandas()
     result.write("results", force=True)
+
+Heavy modules (numba kernels, pyarrow) load on first use, so ``cvj validate`` starts fast.
 """
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .scenario import Scenario, ScenarioError, default_scenario_path, load_scenario  # noqa: E402
-from .stages import STAGES  # noqa: E402
-from .run import RunResult, run  # noqa: E402
-from .engine import Engine  # noqa: E402
-from .model import compile_scenario  # noqa: E402
-from .output import OutputError  # noqa: E402
+_LAZY = {
+    "Scenario": "sim.scenario",
+    "ScenarioError": "sim.scenario",
+    "default_scenario_path": "sim.scenario",
+    "load_scenario": "sim.scenario",
+    "STAGES": "sim.stages",
+    "Engine": "sim.engine",
+    "compile_scenario": "sim.model",
+    "OutputError": "sim.output",
+}
 
-__all__ = [
-    "STAGES",
-    "Engine",
-    "OutputError",
-    "RunResult",
-    "Scenario",
-    "ScenarioError",
-    "__version__",
-    "compile_scenario",
-    "default_scenario_path",
-    "load_scenario",
-    "run",
-]
+# ``sim.run`` is both a module and the function; bind the function eagerly so that a
+# later ``import sim.run`` elsewhere cannot shadow it (sim.run stays light to import).
+from .run import RunResult, run  # noqa: E402
+
+__all__ = ["__version__", "RunResult", "run", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

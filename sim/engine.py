@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import kernels
-
 from .model import Compiled, channel_reach, day_tables
 from .scenario import ScenarioError
 from .stages import LAPSED, N_STAGES, PROMOTER
@@ -61,6 +59,8 @@ def use_threads(n: int | None):
     if n is None:
         yield
         return
+    import kernels
+
     top = kernels.max_threads()
     if not 1 <= n <= top:
         raise ScenarioError(f"must be between 1 and {top} on this machine", "threads", n)
@@ -100,6 +100,9 @@ class Engine:
     """
 
     def __init__(self, compiled: Compiled, replication: int = 0, track_customers: bool = False):
+        import kernels  # numba loads on first use, so validating a scenario starts fast
+
+        self._k = kernels
         cm = compiled
         self.cm = cm
         self.replication = int(replication)
@@ -165,7 +168,7 @@ class Engine:
         b = self.planned_budgets(d) if budgets is None else np.asarray(budgets, dtype=np.float64)
         reach = channel_reach(cm, self.counts, self.stock, b)
         tables = day_tables(cm, self.counts, reach)
-        kernels.advance_day(
+        self._k.advance_day(
             self.stage,
             self.profile,
             self.acquired,

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from statistics import NormalDist
+
 import numpy as np
-from scipy.stats import norm
 
 from .scenario import RESPONSIVENESS_LEVELS, Scenario
 from .stages import (
@@ -52,7 +53,8 @@ def hazard(p):
 def responsiveness_levels(spread: float) -> np.ndarray:
     """Sixteen equally likely multipliers of a lognormal with sigma ``spread``, mean 1."""
     q = (np.arange(RESPONSIVENESS_LEVELS) + 0.5) / RESPONSIVENESS_LEVELS
-    m = np.exp(spread * norm.ppf(q))
+    z = np.array([NormalDist().inv_cdf(x) for x in q])
+    m = np.exp(spread * z)
     return m / m.mean()
 
 

@@ -147,7 +147,9 @@ def finance(cm: Compiled, h: History, replication: int) -> pa.Table:
             "day": pa.array(day.astype(np.int32)),
             "item": _dict(item, [*cm.channel_names, *cm.offer_names]),
             "kind": _dict(np.r_[np.zeros(n * C, np.int8), np.ones(n * O, np.int8)], [KIND_CHANNEL, KIND_OFFER]),
-            "budget": pa.array(np.r_[h.channel_budget[1:].ravel(), np.full(n * O, np.nan)]),
+            "budget": pa.array(
+                np.r_[h.channel_budget[1:].ravel(), np.zeros(n * O)], mask=np.r_[np.zeros(n * C, bool), np.ones(n * O, bool)]
+            ),
             "spend": pa.array(np.r_[m["spend"][1:].ravel(), zeros_o]),
             "revenue": pa.array(np.r_[zeros_c, m["revenue"][1:].ravel()]),
             "cost": pa.array(np.r_[zeros_c, m["cost"][1:].ravel()]),

@@ -55,7 +55,7 @@ class ScenarioError(ValueError):
 
 
 def _short_repr(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -108,12 +108,12 @@ class Organic(_Strict):
     @field_validator("advance")
     @classmethod
     def _adv(cls, v: dict[str, float]) -> dict[str, float]:
-        return _stage_keys(v, JOURNEY[:PROMOTER], "organic advance (promoter is the last stage)")
+        return _stage_keys(v, JOURNEY[:PROMOTER], "an organic advance rate")
 
     @field_validator("lapse")
     @classmethod
     def _lapse(cls, v: dict[str, float]) -> dict[str, float]:
-        return _stage_keys(v, JOURNEY[1:], "lapse (unaware people have nothing to lapse from)")
+        return _stage_keys(v, JOURNEY[1:], "a lapse rate")
 
 
 class Referrals(_Strict):

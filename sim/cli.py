@@ -102,7 +102,7 @@ def run(scenario, out_dir, seed, customers, days, replications, first, threads, 
 
     path = scenario if scenario is not None else default_scenario_path()
     sc = load_scenario(path, _overrides(seed, customers, days))
-    check_memory(sc.market.customers, customers_table)
+    check_memory(sc.market.customers, customers_table, replications=replications)
     target = AtomicDir(out_dir, force=force) if out_dir is not None else None  # fail early, before simulating
     try:
         reps = range(first, first + replications)

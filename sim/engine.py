@@ -34,14 +34,18 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def memory_needed(customers: int, customers_table: bool = False) -> int:
-    per = STATE_BYTES + (CUSTOMERS_TABLE_BYTES if customers_table else 0)
-    return customers * per
+def memory_needed(customers: int, customers_table: bool = False, replications: int = 1) -> int:
+    """Bytes a run needs: one replication's state at a time, plus every replication's
+    customers table (kept until written)."""
+    table = CUSTOMERS_TABLE_BYTES * replications if customers_table else 0
+    return customers * (STATE_BYTES + table)
 
 
-def check_memory(customers: int, customers_table: bool = False, budget: int | None = None) -> None:
+def check_memory(
+    customers: int, customers_table: bool = False, budget: int | None = None, replications: int = 1
+) -> None:
     """Refuse up front a population that would not fit in this machine's memory."""
-    need = memory_needed(customers, customers_table)
+    need = memory_needed(customers, customers_table, replications)
     have = int(0.8 * (available_memory() if budget is None else budget))
     if need > have:
         what = " with a customers table" if customers_table else ""

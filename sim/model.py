@@ -26,12 +26,10 @@ from .scenario import RESPONSIVENESS_LEVELS, Scenario
 from .stages import (
     CAUSE_ORGANIC,
     CAUSE_REFERRAL,
-    CONVERTED,
     EXCITED,
     LAPSED,
     N_STAGES,
     OFFER_CORE,
-    OFFER_ENTRY,
     PERMISSION_STAGES,
     PROMOTER,
     REPEAT_STAGES,

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .stages import JOURNEY, LAPSED, N_STAGES, PERMISSION_STAGES, PROMOTER, STAGE_ID, STAGES, UNAWARE
+from .stages import JOURNEY, PERMISSION_STAGES, PROMOTER, STAGE_ID, STAGES
 
 FORMAT = 1
 MAX_SEGMENTS = 16  # segment and responsiveness level share one byte per customer

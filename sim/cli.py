@@ -162,5 +162,73 @@ def _print_summary(rows: list[dict], currency: str) -> None:
     out.print(t)
 
 
+def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
+    out = []
+    for v in values:
+        kpi, _, num = v.rpartition("=")
+        try:
+            out.append((kpi or None, float(num)))
+        except ValueError:
+            raise click.BadParameter(f"{v!r}: expected a number or KPI=NUMBER, e.g. 5000 or cac=0.1") from None
+    return out
+
+
+@main.command()
+@click.argument("study", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write Parquet tables to this directory.")
+@click.option("--replications", type=click.IntRange(min=1), help="Override the study's number of replications.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core).")
+@click.option("--threads", type=click.IntRange(min=1), help="Kernel threads per worker (default: cores / workers).")
+@click.option(
+    "--target-halfwidth",
+    "targets",
+    multiple=True,
+    help="Wanted CI half-width of a difference: NUMBER (the ranking KPI) or KPI=NUMBER; repeatable.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def compare(study, out_dir, replications, workers, threads, targets, force, quiet):
+    """Run every variant x replication of STUDY with common random numbers and compare them."""
+    from .study import compare as compare_study
+    from .study import load_study, report
+
+    st = load_study(study, replications=replications)
+    wanted = {(k or st.rank_by): v for k, v in _halfwidths(targets)}
+    target = AtomicDir(out_dir, force=force) if out_dir is not None else None  # fail early, before simulating
+    try:
+        t0 = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("run {task.completed:,.0f}/{task.total:,.0f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=quiet or not err.is_terminal,
+        ) as bar:
+            task = bar.add_task(f"comparing {len(st.variants)} variants", total=len(st.variants) * st.replications)
+            res = compare_study(
+                st,
+                workers=workers,
+                threads=threads,
+                target_halfwidth=wanted,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
+        wall = time.perf_counter() - t0
+        if target is not None:
+            res.write_into(target.path)
+            target.commit()
+    finally:
+        if target is not None:
+            target.abort()
+    for item in report(res):
+        out.print(item)
+    runs = len(st.variants) * st.replications
+    cdays = sum(v.scenario.market.customers * v.scenario.market.days for v in st.variants.values()) * st.replications
+    where = f"; tables in {target.target}" if target is not None else ""
+    err.print(f"{runs} runs, {cdays:,} customer-days in {wall:.1f} s{where}")
+
+
 if __name__ == "__main__":
     main()

@@ -111,8 +111,8 @@ def hotelling_two_sample(x, y, *, min_mean: float = 5.0, names=None) -> TwoSampl
     n1, n2 = x.shape[0], y.shape[0]
     assert x.shape[1] == y.shape[1] and n1 >= 2 and n2 >= 2
     mx, my = x.mean(axis=0), y.mean(axis=0)
-    var_x, var_y = x.var(axis=0, ddof=1), y.var(axis=0, ddof=1)
-    both_constant = (var_x == 0) & (var_y == 0)
+    # exactly constant (np.var of equal floats can be a few ulps above 0)
+    both_constant = (np.ptp(x, axis=0) == 0) & (np.ptp(y, axis=0) == 0)
     if both_constant.any():
         a, b = mx[both_constant], my[both_constant]
         if not np.allclose(a, b, rtol=1e-9, atol=1e-9):

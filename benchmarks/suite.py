@@ -1,0 +1,617 @@
+"""The benchmark suite behind ``python -m benchmarks``: plan, measure, compare, write.
+
+Every row runs the default scenario resized to (customers, days) with one
+implementation from :mod:`benchmarks.impls`, timed from the validated scenario to the
+last simulated day (set-up included, output tables not), after the kernels were
+compiled or loaded from the numba cache. A row is the best of ``rounds`` runs; rows of
+the same size run one after the other, so their ratios are measured side by side.
+
+Peak bytes per customer is the process's peak resident memory during the row's first
+run above its resident memory just before it (Linux: the peak is reset through
+``/proc/self/clear_refs``), divided by customers. It includes everything the run
+allocates (state, history, day tables, block buffers, Python objects), so it is
+dominated by fixed costs at small sizes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import impls
+from .impls import KERNEL, MESA, NUMPY, PYTHON
+from .isolated import status_bytes
+
+QUICK, STANDARD, FULL = "quick", "standard", "full"
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Case:
+    implementation: str
+    customers: int
+    days: int
+    threads: int = 1
+    fresh_process: bool = False  # run alone in a new interpreter (its memory is the process's)
+
+    @property
+    def customer_days(self) -> int:
+        return self.customers * self.days
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    cases: tuple[Case, ...]
+    min_time: float  # repeat a row until its runs add up to this many seconds ...
+    max_rounds: int  # ... or it ran this many times; the row reports the fastest
+    memory_case: Case  # peak process memory, measured in a fresh process
+    cold_start_overrides: tuple[str, ...]  # extra `cvj run` options (quick: a smaller run)
+    target_size: tuple[int, int]  # (customers, days) the throughput targets are read at
+
+
+def thread_counts() -> list[int]:
+    import kernels
+
+    top = kernels.max_threads()
+    return sorted({t for t in (1, 2, top) if t <= top})
+
+
+def plan(mode: str) -> Plan:
+    """The rows of a mode. Every size another implementation runs at also gets kernel
+    rows at every thread count, so each row has a kernel to be compared with."""
+    sizes: dict[tuple[int, int], list[str]] = {}
+
+    def add(customers, days, *names):
+        sizes.setdefault((customers, days), [])
+        sizes[(customers, days)] += [n for n in names if n not in sizes[(customers, days)]]
+
+    if mode == QUICK:
+        add(1_000, 30, MESA, PYTHON)
+        add(10_000, 30, NUMPY, MESA, PYTHON)
+        add(100_000, 30, NUMPY)
+    else:
+        add(1_000, 30, MESA, PYTHON)
+        add(1_000, 365, MESA, PYTHON)
+        add(10_000, 30, NUMPY, MESA, PYTHON)
+        add(100_000, 30, NUMPY, MESA, PYTHON)
+        add(1_000_000, 30, NUMPY)
+        add(1_000_000, 90, NUMPY)
+        add(1_000_000, 365, NUMPY)
+        add(10_000_000, 30, NUMPY)
+        add(10_000_000, 365, NUMPY)
+        if mode == FULL:
+            add(1_000_000, 30, PYTHON)
+            add(100_000_000, 30, NUMPY)
+    threads = thread_counts()
+    cases = []
+    for (n, d), names in sorted(sizes.items()):
+        cases += [Case(KERNEL, n, d, t) for t in threads]
+        cases += [Case(name, n, d, 1) for name in names if impls.available(name)]
+    if mode == FULL:
+        cases.append(Case(KERNEL, 100_000_000, 365, threads[-1], fresh_process=True))
+    quick = mode == QUICK
+    return Plan(
+        mode=mode,
+        cases=tuple(cases),
+        min_time=0.0 if quick else 1.0,
+        max_rounds=1 if quick else 5,
+        memory_case=Case(KERNEL, 100_000 if quick else 10_000_000, 30, threads[-1], fresh_process=True),
+        cold_start_overrides=("--customers", "10000", "--days", "30") if quick else (),
+        target_size=(100_000, 30) if quick else (10_000_000, 365),
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _reset_peak() -> bool:
+    """Release freed heap memory and reset the process's peak RSS to its current RSS."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(case: Case, min_time: float, max_rounds: int) -> dict:
+    """Time one case in this process (best of its rounds) and its peak memory (first round)."""
+    if case.fresh_process:
+        return measure_fresh(case)
+    run = impls.RUN[case.implementation]
+    sc = impls.scenario(case.customers, case.days)
+    walls, peak = [], None
+    while not walls or (sum(walls) < min_time and len(walls) < max_rounds):
+        first = not walls
+        tracked = first and _reset_peak()
+        before = status_bytes("VmRSS") if tracked else None
+        t0 = time.perf_counter()
+        result = run(sc, case.threads)
+        walls.append(time.perf_counter() - t0)
+        if tracked and before is not None:
+            peak = status_bytes("VmHWM") - before
+        del result
+    return _row(case, min(walls), len(walls), peak)
+
+
+def measure_fresh(case: Case) -> dict:
+    """Run a case in a new interpreter: its peak memory is the process's, above the
+    baseline of interpreter + imports + warmed-up kernels (see :mod:`benchmarks.isolated`)."""
+    out = run_fresh(case)
+    row = _row(case, out["wall_s"], 1, out["peak_bytes"] - out["baseline_bytes"])
+    row["process_peak_bytes"] = out["peak_bytes"]
+    row["process_baseline_bytes"] = out["baseline_bytes"]
+    return row
+
+
+def run_fresh(case: Case) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.isolated", case.implementation, str(case.customers), str(case.days), str(case.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=_root(), env=_env(), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _row(case: Case, wall: float, rounds: int, peak: int | None) -> dict:
+    return {
+        "implementation": case.implementation,
+        "customers": case.customers,
+        "days": case.days,
+        "threads": case.threads,
+        "rounds": rounds,
+        "wall_s": wall,
+        "customer_days_per_s": case.customer_days / wall,
+        "peak_bytes_per_customer": None if peak is None else peak / case.customers,
+        "ratio_to_kernel": None,
+        "fresh_process": case.fresh_process,
+    }
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """``ratio_to_kernel``: throughput over the kernel's on the most threads at the same size."""
+    best_threads = max(r["threads"] for r in rows if r["implementation"] == KERNEL)
+    ref = {
+        (r["customers"], r["days"]): r["customer_days_per_s"]
+        for r in rows
+        if r["implementation"] == KERNEL and r["threads"] == best_threads and not r["fresh_process"]
+    }
+    for r in rows:
+        k = ref.get((r["customers"], r["days"]))
+        if r["fresh_process"] and r["implementation"] == KERNEL:
+            k = r["customer_days_per_s"]
+        r["ratio_to_kernel"] = None if k is None else r["customer_days_per_s"] / k
+
+
+def _root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_root(), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra)
+    return env
+
+
+def cvj_command() -> list[str]:
+    """``cvj`` of this interpreter's environment (``python -m sim`` if the script is missing)."""
+    script = Path(sys.executable).parent / "cvj"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("cvj")
+    return [found] if found else [sys.executable, "-m", "sim"]
+
+
+def cold_start(overrides: tuple[str, ...]) -> list[dict]:
+    """``cvj run`` of the default scenario in a fresh process, first with an empty numba
+    cache (NUMBA_CACHE_DIR = a new temporary directory: every kernel compiles), then
+    again with the cache that run left behind."""
+    cmd = [*cvj_command(), "run", "-q", *overrides]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cvj-numba-cache-") as cache:
+        for state in ("cold", "warm"):
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(NUMBA_CACHE_DIR=cache), check=False)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+            m = re.search(r"([\d,]+) customer-days in ([\d.]+) s", proc.stderr)
+            rows.append(
+                {
+                    "numba_cache": state,
+                    "command": " ".join(["cvj", *cmd[len(cvj_command()) :]]),
+                    "wall_s": wall,
+                    "simulate_s": float(m.group(2)) if m else None,
+                    "customer_days": int(m.group(1).replace(",", "")) if m else None,
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _find(rows, impl, customers=None, days=None, threads=None, fresh=False):
+    for r in rows:
+        if (
+            r["implementation"] == impl
+            and (customers is None or r["customers"] == customers)
+            and (days is None or r["days"] == days)
+            and (threads is None or r["threads"] == threads)
+            and r["fresh_process"] == fresh
+        ):
+            return r
+    return None
+
+
+def targets(rows: list[dict], memory: dict, p: Plan) -> list[dict]:
+    """Every target of issue 6 with its measured value (informational: nothing asserts speed)."""
+    top = max(r["threads"] for r in rows if r["implementation"] == KERNEL)
+    n, d = p.target_size
+    at = f"{n:,} customers x {d} days"
+    k2 = _find(rows, KERNEL, n, d, top)
+    k1 = _find(rows, KERNEL, n, d, 1)
+    npy = _find(rows, NUMPY, n, d)
+    mesa_rows = [r for r in rows if r["implementation"] == MESA]
+    mesa = max(mesa_rows, key=lambda r: r["customers"] * r["days"]) if mesa_rows else None
+    big = _find(rows, KERNEL, 100_000_000, 365, fresh=True)
+    out = []
+
+    def target(name, goal, value, unit, ok, how):
+        out.append({"target": name, "goal": goal, "measured": value, "unit": unit, "status": "PASS" if ok else "MISS", "how": how})
+
+    def missing(name, goal, why):
+        out.append({"target": name, "goal": goal, "measured": None, "unit": "", "status": "NOT RUN", "how": why})
+
+    thr = k2["customer_days_per_s"]
+    target(
+        f"kernel throughput, {top} threads",
+        ">= 500M customer-days/s",
+        thr / 1e6,
+        "M customer-days/s",
+        thr >= 500e6,
+        f"kernel row at {at}",
+    )
+    if mesa is not None:
+        x = thr / mesa["customer_days_per_s"]
+        target(
+            "kernel vs pure-Mesa reference",
+            ">= 1000x per customer-day",
+            x,
+            "x",
+            x >= 1000,
+            f"kernel ({top} threads) at {at} over Mesa at {mesa['customers']:,} x {mesa['days']} days",
+        )
+    else:
+        missing("kernel vs pure-Mesa reference", ">= 1000x per customer-day", "sim/reference.py not importable")
+    if npy is not None:
+        x = thr / npy["customer_days_per_s"]
+        target("kernel vs NumPy", ">= 4x per customer-day", x, "x", x >= 4, f"kernel ({top} threads) over NumPy, both at {at}")
+    else:
+        missing("kernel vs NumPy", ">= 4x per customer-day", f"no NumPy row at {at}")
+    if k1 is not None and top > 1:
+        x = thr / k1["customer_days_per_s"]
+        target(f"kernel 1 -> {top} threads", ">= 1.8x", x, "x", x >= 1.8, f"kernel rows at {at}")
+    else:
+        missing("kernel 1 -> 2 threads", ">= 1.8x", "only one thread on this machine")
+    b = memory["kernel_state_bytes_per_customer"]
+    target("kernel state", "<= 16 bytes per customer", b, "bytes/customer", b <= 16, "nbytes of Engine's per-customer arrays")
+    if big is not None:
+        target(
+            "100M customers x 365 days, wall",
+            "< 120 s",
+            big["wall_s"],
+            "s",
+            big["wall_s"] < 120,
+            f"kernel, {big['threads']} threads, fresh process",
+        )
+        target(
+            "100M customers x 365 days, memory",
+            "< 4 GiB",
+            big["process_peak_bytes"] / GiB,
+            "GiB",
+            big["process_peak_bytes"] < 4 * GiB,
+            "peak RSS (VmHWM) of the whole process, interpreter and imports included",
+        )
+    else:
+        for what, goal in (("wall", "< 120 s"), ("memory", "< 4 GiB")):
+            missing(f"100M customers x 365 days, {what}", goal, "run with --full")
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _si(x: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:,.3g}{suffix}"
+    return f"{x:,.3g}"
+
+
+def _ratio(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.2f}" if r >= 0.1 else f"1/{1 / r:,.0f}"
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(report: dict) -> str:
+    m = report["meta"]
+    rows = report["rows"]
+    parts = [
+        f"Benchmarks ({m['mode']}): `{m['command']}`",
+        (
+            f"{m['cpu']}, {m['cores']} cores, numba {m['numba']} ({m['threading_layer']} threads), numpy {m['numpy']}, "
+            f"mesa {m['mesa']}, Python {m['python']}; load average (1 min) {m['load_before'][0]:.2f} before, "
+            f"{m['load_after'][0]:.2f} after; {m['duration_s']:.0f} s in all."
+        ),
+        "",
+        _md(
+            ["implementation", "customers", "days", "threads", "rounds", "wall s", "customer-days/s", "peak bytes/customer", "x kernel"],
+            [
+                [
+                    r["implementation"] + (" (fresh process)" if r["fresh_process"] else ""),
+                    f"{r['customers']:,}",
+                    str(r["days"]),
+                    str(r["threads"]),
+                    str(r["rounds"]),
+                    f"{r['wall_s']:.3f}",
+                    _si(r["customer_days_per_s"]),
+                    "-" if r["peak_bytes_per_customer"] is None else f"{r['peak_bytes_per_customer']:,.1f}",
+                    _ratio(r["ratio_to_kernel"]),
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        "x kernel: customer-days/s over the kernel's on the most threads at the same size.",
+        "",
+    ]
+    mem = report["memory"]
+    pm = mem["process"]
+    parts += [
+        _md(
+            ["memory", "value"],
+            [
+                ["kernel state (Engine arrays' nbytes)", f"{mem['kernel_state_bytes_per_customer']:.1f} bytes/customer"],
+                ["kernel state with the customers table", f"{mem['kernel_state_bytes_per_customer_tracked']:.1f} bytes/customer"],
+                [
+                    f"peak RSS, {pm['customers']:,} customers x {pm['days']} days, fresh process",
+                    f"{pm['peak_bytes'] / 2**20:,.0f} MiB",
+                ],
+                ["  of which interpreter + imports + warm-up (baseline)", f"{pm['baseline_bytes'] / 2**20:,.0f} MiB"],
+                ["  above the baseline", f"{pm['above_baseline_bytes'] / 2**20:,.0f} MiB = {pm['above_baseline_bytes_per_customer']:.1f} bytes/customer"],
+            ],
+        ),
+        "",
+        _md(
+            ["cold start", "numba cache", "process wall s", "simulate s (as cvj reports it)"],
+            [
+                [f"`{c['command']}`", c["numba_cache"], f"{c['wall_s']:.2f}", "-" if c["simulate_s"] is None else f"{c['simulate_s']:.2f}"]
+                for c in report["cold_start"]
+            ],
+        ),
+        "",
+        _md(
+            ["target", "goal", "measured", "status", "how"],
+            [
+                [
+                    t["target"],
+                    t["goal"],
+                    "-" if t["measured"] is None else f"{t['measured']:,.4g} {t['unit']}",
+                    t["status"],
+                    t["how"],
+                ]
+                for t in report["targets"]
+            ],
+        ),
+    ]
+    return "\n".join(parts)
+
+
+def write(report: dict, out: Path) -> list[Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["implementation", "customers", "days", "threads", "rounds", "wall_s", "customer_days_per_s", "peak_bytes_per_customer", "ratio_to_kernel", "fresh_process"]
+    schema = pa.schema(
+        [
+            ("implementation", pa.string()),
+            ("customers", pa.int64()),
+            ("days", pa.int32()),
+            ("threads", pa.int16()),
+            ("rounds", pa.int16()),
+            ("wall_s", pa.float64()),
+            ("customer_days_per_s", pa.float64()),
+            ("peak_bytes_per_customer", pa.float64()),
+            ("ratio_to_kernel", pa.float64()),
+            ("fresh_process", pa.bool_()),
+        ],
+        metadata={"cvj.benchmarks": json.dumps({k: v for k, v in report.items() if k != "rows"})},
+    )
+    table = pa.Table.from_pylist([{c: r[c] for c in cols} for r in report["rows"]], schema=schema)
+    written = [out / "benchmarks.parquet", out / "benchmarks.json", out / "benchmarks.md"]
+    pq.write_table(table, written[0])
+    written[1].write_text(json.dumps(report, indent=2) + "\n")
+    written[2].write_text(render(report) + "\n")
+    png = plot(report, out / "throughput.png")
+    if png is not None:
+        written.append(png)
+    return written
+
+
+def plot(report: dict, path: Path) -> Path | None:
+    """Throughput against customers at the shortest horizon (left) and against days at
+    the largest population run at several horizons (right), one line per
+    implementation and thread count, log axes."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e '.[test]')", file=sys.stderr)
+        return None
+    rows = [r for r in report["rows"] if not r["fresh_process"]]
+    series = [(n, t) for n in impls.NAMES for t in sorted({r["threads"] for r in rows if r["implementation"] == n})]
+    colour = {s: f"C{i}" for i, s in enumerate(series)}
+    short = min(r["days"] for r in rows)
+    horizons = {}
+    for r in rows:
+        horizons.setdefault(r["customers"], set()).add(r["days"])
+    # the population run at the most horizons (the largest one on a tie)
+    n_days = max(horizons, key=lambda n: (len(horizons[n]), n))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), dpi=110, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    for (name, t) in series:
+        label = name + (f", {t} thread{'s' if t > 1 else ''}" if name in impls.THREADED else "")
+        mine = [r for r in rows if r["implementation"] == name and r["threads"] == t]
+        pts = sorted((r["customers"], r["customer_days_per_s"]) for r in mine if r["days"] == short)
+        if pts:
+            axes[0].plot(*zip(*pts), marker="o", color=colour[(name, t)], label=label)
+        pts = sorted((r["days"], r["customer_days_per_s"]) for r in mine if r["customers"] == n_days)
+        if len(pts) > 1:
+            axes[1].plot(*zip(*pts), marker="o", color=colour[(name, t)], label=label)
+    m = report["meta"]
+    axes[0].set_title(f"{short} days", fontsize=10)
+    axes[0].set_xlabel("customers")
+    axes[1].set_title(f"{n_days:,} customers", fontsize=10)
+    axes[1].set_xlabel("days")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("customer-days per second")
+    days = sorted(horizons[n_days])
+    axes[1].set_xticks(days, [str(d) for d in days])
+    axes[1].minorticks_off()
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        f"cvj, default scenario: {m['cores']}-core {m['cpu']}, load average {m['load_before'][0]:.2f} at the start "
+        f"({m['mode']}, {m['started_utc']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _loadavg() -> list[float]:
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return [math.nan] * 3
+
+
+def main(mode: str, out: Path, command: str) -> dict:
+    import mesa
+    import numba
+    import numpy
+
+    t_start = time.perf_counter()
+    load_before = _loadavg()
+    p = plan(mode)
+    print(f"benchmarks ({mode}): {len(p.cases)} rows; load average {load_before[0]:.2f}", file=sys.stderr)
+    impls.warm_up(thread_counts())
+    rows = []
+    for case in p.cases:
+        row = measure(case, p.min_time, p.max_rounds)
+        rows.append(row)
+        print(
+            f"  {case.implementation:7s} {case.customers:>11,} x {case.days:>3} days, {case.threads} thr: "
+            f"{row['wall_s']:8.3f} s  {_si(row['customer_days_per_s'])} customer-days/s",
+            file=sys.stderr,
+        )
+    add_ratios(rows)
+    pm = measure_fresh(p.memory_case)
+    memory = {
+        "kernel_state_bytes_per_customer": impls.kernel_state_bytes(),
+        "kernel_state_bytes_per_customer_tracked": impls.kernel_state_bytes(track_customers=True),
+        "process": {
+            "customers": p.memory_case.customers,
+            "days": p.memory_case.days,
+            "threads": p.memory_case.threads,
+            "peak_bytes": pm["process_peak_bytes"],
+            "baseline_bytes": pm["process_baseline_bytes"],
+            "above_baseline_bytes": pm["process_peak_bytes"] - pm["process_baseline_bytes"],
+            "above_baseline_bytes_per_customer": pm["peak_bytes_per_customer"],
+            "note": "VmHWM of a fresh process; baseline = VmHWM after interpreter start, imports and a 2,000-customer warm-up run",
+        },
+    }
+    print("  cold start ...", file=sys.stderr)
+    cold = cold_start(p.cold_start_overrides)
+    import kernels  # noqa: F401  (loaded by the warm-up)
+
+    report = {
+        "meta": {
+            "mode": mode,
+            "command": command,
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cpu": _cpu(),
+            "cores": os.cpu_count(),
+            "max_threads": numba.config.NUMBA_NUM_THREADS,
+            "threading_layer": _threading_layer(),
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+            "numba": numba.__version__,
+            "mesa": mesa.__version__,
+            "load_before": load_before,
+            "load_after": _loadavg(),
+            "duration_s": time.perf_counter() - t_start,
+            "timing": "wall seconds from the validated scenario to the last day, best of `rounds`, numba cache warm",
+            "scenario": "default, resized with sim.load_scenario(None, {'market.customers': N, 'market.days': D})",
+        },
+        "rows": rows,
+        "memory": memory,
+        "cold_start": cold,
+    }
+    report["targets"] = targets(rows, memory, p)
+    return report
+
+
+def _threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "unknown"
+
+
+__all__ = ["Case", "Plan", "main", "measure", "plan", "render", "targets", "write"]

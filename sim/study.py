@@ -235,11 +235,14 @@ def _spec_error(exc: ValidationError, source: str) -> ScenarioError:
     return ScenarioError(msg, path, err.get("input"), source)
 
 
-def _marketer(settings: dict, path: str, source: str) -> MarketerSettings:
+def _marketer(common: dict, own: dict, variant_path: str, source: str) -> MarketerSettings:
+    """The study's [marketer] with the variant's keys on top."""
     try:
-        return MarketerSettings.model_validate(settings)
+        return MarketerSettings.model_validate({**common, **own})
     except ValidationError as exc:
         err = _spec_error(exc, source)
+        head = err.path.split(".", 1)[0]
+        path = f"{variant_path}.marketer" if head in own else "marketer"
         raise ScenarioError(err.reason, f"{path}.{err.path}", err.value, source) from None
 
 
@@ -331,8 +334,8 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
             if exc.path in overrides:
                 raise ScenarioError(exc.reason, _where(exc.path, own, where, spec.overrides), exc.value, source) from None
             raise ScenarioError(f"{exc.path}: {exc.reason}" if exc.path else exc.reason, where, None, source) from None
-        settings = _marketer({**spec.marketer, **v.marketer}, f"{where}.marketer", source)
-        _check_marketer(settings, sc, f"{where}.marketer", source)
+        settings = _marketer(spec.marketer, v.marketer, where, source)
+        _check_marketer(settings, sc, lambda key, w=where, m=v.marketer: f"{w}.marketer" if key in m else "marketer", source)
         variants[name] = Variant(name, v.description, sc, settings, overrides)
 
     known = kpi_names(variants[spec.baseline].scenario)
@@ -367,16 +370,21 @@ def _where(key: str, own: dict, variant_path: str, common: dict) -> str:
     return short[key] if key in short and key not in _flatten(common) else f"overrides.{key}"
 
 
-def _check_marketer(s: MarketerSettings, sc: Scenario, path: str, source: str) -> None:
+def _check_marketer(s: MarketerSettings, sc: Scenario, path: Callable[[str], str], source: str) -> None:
+    """The marketer's channels must be the scenario's channels with a budget.
+    ``path(key)`` is where the key was written (the study's or the variant's table)."""
     budgeted = [n for n, ch in sc.channels.items() if ch.pricing != "commission"]
     for i, n in enumerate(s.channels or ()):
         if n not in budgeted:
-            raise ScenarioError(f"not a channel with a budget; those are {', '.join(budgeted)}", f"{path}.channels.{i}", n, source)
+            raise ScenarioError(
+                f"not a channel with a budget; those are {', '.join(budgeted)}", f"{path('channels')}.channels.{i}", n, source
+            )
     for n, cap in s.channel_caps.items():
+        where = f"{path('channel_caps')}.channel_caps.{n}"
         if n not in budgeted:
-            raise ScenarioError(f"not a channel with a budget; those are {', '.join(budgeted)}", f"{path}.channel_caps.{n}", cap, source)
+            raise ScenarioError(f"not a channel with a budget; those are {', '.join(budgeted)}", where, cap, source)
         if cap < 0:
-            raise ScenarioError("a cap cannot be negative", f"{path}.channel_caps.{n}", cap, source)
+            raise ScenarioError("a cap cannot be negative", where, cap, source)
 
 
 # --------------------------------------------------------------------------- one task

@@ -222,8 +222,9 @@ def compare(study, out_dir, replications, workers, threads, targets, force, quie
     finally:
         if target is not None:
             target.abort()
+    page = out if out.is_terminal else Console(highlight=False, soft_wrap=True, width=132)  # a file gets whole rows
     for item in report(res):
-        out.print(item)
+        page.print(item)
     runs = len(st.variants) * st.replications
     cdays = sum(v.scenario.market.customers * v.scenario.market.days for v in st.variants.values()) * st.replications
     where = f"; tables in {target.target}" if target is not None else ""

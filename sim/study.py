@@ -739,12 +739,24 @@ def compare(
                 for fut in cf.as_completed(futures):
                     done(futures[fut], fut.result())
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop(pool)
                 raise
             pool.shutdown()
     res = StudyResult(st, parts, pa.table({}), dict(target_halfwidth or {}))
     res.contrasts = contrasts(st, res.run_rows(), target_halfwidth)
     return res
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a process pool now (Ctrl-C, SIGTERM, an error): drop the queued runs and end
+    the running ones rather than let them finish (their results would be thrown away)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public API before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in workers:
+        proc.join(timeout=5)
 
 
 def _completed(futures):
@@ -782,19 +794,24 @@ def _num(v, digits: int = 2) -> str:
     return f"{v:.3g}"
 
 
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
 def verdict(row: dict, confidence: float) -> str:
     """A contrast in words: better, worse, or not significant."""
     p = row["p_value"]
     if p is None:
         return "too few replications"
     if p >= 1 - confidence:
-        return f"not significant: cannot tell it from the baseline (p = {p:.2g})"
+        return f"not significant ({_p(p)})"
     better = (row["mean_difference"] < 0) == (row["kpi"] in LOWER_IS_BETTER)
-    return f"{'better' if better else 'worse'} than the baseline (p = {p:.2g})"
+    return f"{'better' if better else 'worse'} ({_p(p)})"
 
 
 def report(res: StudyResult) -> list:
     """What ``cvj compare`` prints: rich renderables (tables and lines)."""
+    from rich import box
     from rich.table import Table
 
     st = res.study
@@ -807,57 +824,64 @@ def report(res: StudyResult) -> list:
         f"study {st.name!r}: {len(st.variants)} variants x {st.replications} replications, {crn}; "
         f"baseline {st.baseline!r}"
     )
-    t = Table(title=f"Variants ranked by {st.rank_by} (mean over replications, {level} CI)", title_justify="left")
-    for col, just in (("rank", "right"), ("variant", "left"), (st.rank_by, "right"), (f"difference vs {st.baseline}", "right"), ("verdict", "left")):
-        t.add_column(col, justify=just)
+    t = Table(title=f"Variants ranked by {st.rank_by} (mean, {level} CI)", title_justify="left", box=box.SIMPLE_HEAD)
+    for col, just in (("#", "right"), ("variant", "left"), (st.rank_by, "right"), (f"vs {st.baseline}", "right"), ("verdict", "left")):
+        t.add_column(col, justify=just, no_wrap=True)
     for r in res.ranking():
         mean = _num(r["mean"]) + (f" ± {_num(r['halfwidth'])}" if r["halfwidth"] is not None else "")
         if r["variant"] == st.baseline:
-            diff, word = "-", "baseline"
+            diff, word = "", "baseline"
         else:
             c = by[(r["variant"], st.rank_by)]
-            diff = f"{_num(c['mean_difference'])} [{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
+            diff = f"{_num(c['mean_difference'])} ± {_num(c['halfwidth'])}"
             word = verdict(c, st.confidence)
         t.add_row(str(r["rank"]), r["variant"], mean, diff, word)
     out.append(t)
 
-    t = Table(title=f"Every KPI against {st.baseline!r} (paired differences, {level} CI)", title_justify="left")
-    cols = ["variant", "kpi", "difference", f"{level} CI", "p", "significant", "CRN variance factor"]
     targeted = any(r["target_halfwidth"] for r in con)
+    t = Table(title=f"Every KPI vs {st.baseline!r}: paired difference, {level} CI", title_justify="left", box=box.SIMPLE_HEAD)
+    cols = ["variant", "kpi", "difference", f"{level} CI", "verdict", "CRN gain"]
     if targeted:
-        cols.append("replications for target")
+        cols.append("reps for target")
     for col in cols:
-        t.add_column(col, justify="left" if col in ("variant", "kpi", "significant") else "right")
+        t.add_column(col, justify="left" if col in ("variant", "kpi", "verdict") else "right", no_wrap=True)
     for r in con:
         row = [
             r["variant"],
             r["kpi"],
             _num(r["mean_difference"]),
-            f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-            "-" if r["p_value"] is None else f"{r['p_value']:.2g}",
-            "-" if r["significant"] is None else ("yes" if r["significant"] else "no"),
+            f"{_num(r['ci_low'])} .. {_num(r['ci_high'])}",
+            verdict(r, st.confidence),
             "-" if r["crn_variance_factor"] is None else f"{r['crn_variance_factor']:,.1f}x",
         ]
         if targeted:
-            row.append("-" if r["replications_needed"] is None else f"{r['replications_needed']:,} (±{_num(r['target_halfwidth'])})")
+            row.append("-" if r["replications_needed"] is None else f"{r['replications_needed']:,}")
         t.add_row(*row)
     out.append(t)
 
+    unclear = [r for r in con if r["p_value"] is not None and not r["significant"]]
+    if unclear:
+        out.append(
+            f"Not significant at {level} (the data cannot tell these from {st.baseline!r}): "
+            + ", ".join(f"{r['variant']} on {r['kpi']} ({_p(r['p_value'])})" for r in unclear)
+            + "."
+        )
+    else:
+        out.append(f"Every difference is significant at {level}.")
     factors = [r["crn_variance_factor"] for r in con if r["kpi"] == st.rank_by and r["crn_variance_factor"] is not None]
-    if st.common_random_numbers and factors:
-        finite = [f for f in factors if math.isfinite(f)]
-        if finite:
-            out.append(
-                f"common random numbers: the paired differences of {st.rank_by} have {min(finite):,.1f}x to "
-                f"{max(finite):,.1f}x less variance than differences of independent runs (measured by pairing "
-                f"replication r of each variant with replication r+1 of the baseline, which share no random "
-                f"numbers); independent runs would need that many times more replications for the same CI."
-            )
+    finite = [f for f in factors if math.isfinite(f)]
+    if st.common_random_numbers and finite:
+        out.append(
+            f"Common random numbers: the paired differences of {st.rank_by} have {min(finite):,.1f}x to "
+            f"{max(finite):,.1f}x less variance than differences of independent runs (replication r of a "
+            f"variant against replication r+1 of the baseline, which share no random numbers), so independent "
+            f"runs would need that many times more replications for the same CI. \"CRN gain\" is this factor "
+            f"for every KPI (below 1: pairing hurt)."
+        )
     for r in con:
         if r["replications_needed"] is not None and r["kpi"] in res.target_halfwidth:
-            have = r["halfwidth"]
             out.append(
-                f"{r['variant']} vs {st.baseline}, {r['kpi']}: CI half-width {_num(have)} with {r['n']} replications; "
-                f"±{_num(r['target_halfwidth'])} needs about {r['replications_needed']:,} replications"
+                f"{r['variant']} vs {st.baseline}, {r['kpi']}: CI half-width {_num(r['halfwidth'])} with "
+                f"{r['n']} replications; ± {_num(r['target_halfwidth'])} needs about {r['replications_needed']:,}."
             )
     return out

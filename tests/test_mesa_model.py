@@ -11,7 +11,13 @@ import pyarrow.compute as pc
 import pytest
 
 import sim
-from sim.mesa_model import ChannelAgent, JourneyModel, MarketerAgent, MarketerSettings, run_model
+from sim.mesa_model import (
+    ChannelAgent,
+    JourneyModel,
+    MarketerAgent,
+    MarketerSettings,
+    run_model,
+)
 from sim.model import compile_scenario
 from sim.scenario import ScenarioError, validate_scenario
 

@@ -21,7 +21,6 @@ import pytest
 from scipy import stats
 
 from sim.study import compare, load_study, paired_contrast, replications_needed
-
 from tests.stat_checks import FAMILY_ALPHA, per_test_alpha
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +99,6 @@ def test_paired_contrast_matches_scipy():
 def test_replications_needed_reaches_the_target_and_no_fewer_do():
     sd, h = 3.0, 0.5
     n = replications_needed(sd, h, 0.95)
-    half = lambda m: stats.t.ppf(0.975, m - 1) * sd / math.sqrt(m)  # noqa: E731
+    half = lambda m: stats.t.ppf(0.975, m - 1) * sd / math.sqrt(m)
     assert half(n) <= h < half(n - 1)
     assert replications_needed(0.0, 1.0) == 2 and replications_needed(None, 1.0) is None

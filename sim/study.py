@@ -149,13 +149,6 @@ class Study:
             return int(replication)
         return int(replication) + self.variant_names.index(variant) * self.replications
 
-    def with_replications(self, n: int) -> Study:
-        if n < 1:
-            raise ScenarioError("must be at least 1", "replications", n)
-        from dataclasses import replace
-
-        return replace(self, replications=int(n))
-
     def to_json(self) -> str:
         """Everything a task needs, as canonical JSON (no file is read again)."""
         doc = {

@@ -90,7 +90,7 @@ def _multipliers(spread: float) -> list[float]:
 class Customer(mesa.Agent):
     """One customer: segment, responsiveness, stage, who acquired them, what they paid."""
 
-    def __init__(self, model: "ReferenceModel", segment: int):
+    def __init__(self, model: ReferenceModel, segment: int):
         super().__init__(model)
         rng = model.rng
         self.segment = segment
@@ -128,7 +128,7 @@ class Customer(mesa.Agent):
                 v -= h
             m.record_purchase(self, o)
 
-    def _advance(self, m: "ReferenceModel", g: int, s: int, rng) -> None:
+    def _advance(self, m: ReferenceModel, g: int, s: int, rng) -> None:
         causes = m.cause_hazards[g][s]
         v = rng.random() * sum(h for _, h in causes)
         for k, h in causes:

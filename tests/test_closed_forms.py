@@ -20,14 +20,33 @@ from statistics import NormalDist
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from scipy import stats
 
 import sim
 from sim.engine import Engine
-from sim.model import channel_reach, compile_scenario, daily_transition_matrix, day_tables
-from sim.stages import AWARE, EXCITED, LAPSED, N_STAGES, PROMOTER, STAGE_ID, STAGES, SUBSCRIBED, UNAWARE
-
-from tests.stat_checks import FAMILY_ALPHA, NO_JIT, chi_square_gof, per_test_alpha, scenario, two_sided_z
+from sim.model import (
+    channel_reach,
+    compile_scenario,
+    daily_transition_matrix,
+    day_tables,
+)
+from sim.stages import (
+    AWARE,
+    EXCITED,
+    LAPSED,
+    N_STAGES,
+    PROMOTER,
+    STAGE_ID,
+    SUBSCRIBED,
+    UNAWARE,
+)
+from tests.stat_checks import (
+    NO_JIT,
+    assert_money_adds_up,
+    chi_square_gof,
+    per_test_alpha,
+    scenario,
+    two_sided_z,
+)
 
 # --------------------------------------------------------------------------- 1. Markov chain
 
@@ -223,7 +242,7 @@ def test_daily_stages_follow_the_markov_chain(markov_run):
     most the multinomial variance with the pooled probabilities, so Pearson's X^2 with
     df = cells - 1 is (slightly) conservative. Bonferroni over the checked days.
     """
-    sc, cm, e0, res = markov_run
+    _sc, cm, e0, res = markov_run
     mats = _kernel_matrices(cm, e0)
     G = cm.n_segments
     alpha = per_test_alpha(len(MARKOV_CHECK_DAYS))
@@ -244,7 +263,7 @@ def test_markov_test_rejects_a_three_percent_change(markov_run):
     chain whose unaware -> aware probability is 3% higher (relative). At 10^6
     customers the non-centrality on day 60 is about 130 (df 19, critical value 51.6 at
     2e-4), so the power is ~1."""
-    sc, cm, e0, res = markov_run
+    _sc, cm, e0, res = markov_run
     mats = _kernel_matrices(cm, e0)
     G = cm.n_segments
     alpha = per_test_alpha(len(MARKOV_CHECK_DAYS))
@@ -356,101 +375,6 @@ def test_bass_band_rejects_a_three_percent_change_in_q(bass_run):
 
 
 # --------------------------------------------------------------------------- 3. money
-
-
-def recompute_kpis(sc, tables) -> dict:
-    """The KPIs of docs/model.md from finance, transitions, daily_stages and customers."""
-    fin = tables["finance"].to_pandas()
-    fin["item"] = fin["item"].astype(str)
-    fin["kind"] = fin["kind"].astype(str)
-    tr = tables["transitions"].to_pandas()
-    for c in ("segment", "from_stage", "to_stage", "cause"):
-        tr[c] = tr[c].astype(str)
-    spend = float(fin.loc[fin.kind == "channel", "spend"].sum())
-    revenue = float(fin.loc[fin.kind == "offer", "revenue"].sum())
-    cost = float(fin.loc[fin.kind == "offer", "cost"].sum())
-    conv = tr[(tr.from_stage == "subscribed") & (tr.to_stage == "converted")]
-    conversions = int(conv.customers.sum())
-    daily = fin.groupby("day")[["revenue", "cost", "spend"]].sum()
-    cum = (daily.revenue - daily.cost - daily.spend).cumsum()
-    hit = cum.index[cum.values >= 0]
-    front = fin[fin.item.isin(["lead_magnet", "entry"])]
-    back = fin[(fin.kind == "offer") & ~fin.item.isin(["lead_magnet", "entry"])]
-    out = {
-        "spend": spend,
-        "revenue": revenue,
-        "cost": cost,
-        "profit": revenue - cost - spend,
-        "conversions": conversions,
-        "cac": spend / conversions if conversions else None,
-        "roas": revenue / spend if spend > 0 else None,
-        "payback_day": int(hit[0]) if len(hit) else None,
-        "front_end_profit": float(front.revenue.sum() - front.cost.sum()) - spend,
-        "back_end_profit": float(back.revenue.sum() - back.cost.sum()),
-    }
-    if "customers" in tables:
-        cu = tables["customers"].to_pandas()
-        cu["segment"] = cu["segment"].astype(str)
-        for seg in sc.segments:
-            n = int(conv.loc[conv.segment == seg, "customers"].sum())
-            rev = float(cu.loc[cu.segment == seg, "revenue"].sum())
-            out[f"ltv_{seg}"] = rev / n if n else None
-    ds = tables["daily_stages"].to_pandas()
-    last = ds[ds.day == ds.day.max()]
-    for s in STAGES:
-        out[f"end_{s}"] = int(last.loc[last.stage.astype(str) == s, "customers"].sum())
-    return out
-
-
-def assert_money_adds_up(sc, tables, rel=4 * np.finfo(float).eps):
-    """Every money identity of docs/model.md on one run's tables.
-
-    Amounts are sums of products of float64s; two ways of adding the same numbers
-    differ by a few ulps per term, so the relative tolerance is ``4 eps`` per value
-    and ``4 eps * (number of terms)`` on sums (``rel`` is that per-term bound)."""
-    fin = tables["finance"].to_pandas()
-    fin["item"] = fin["item"].astype(str)
-    ch = fin[fin.kind.astype(str) == "channel"]
-    # spend never exceeds the budget in force (budget / price * price may round up by an
-    # ulp); a commission channel has no budget, it pays per referred sale
-    bought = ch[~ch.item.isin([n for n, c in sc.channels.items() if c.pricing == "commission"])]
-    assert np.all(bought.spend <= bought.budget * (1 + rel))
-    for name, c in sc.channels.items():
-        rows = ch[ch.item == name]
-        if c.pricing == "cpm":
-            np.testing.assert_allclose(rows.spend, rows.units / 1000 * c.unit_cost, rtol=rel)
-        elif c.pricing in ("cpc", "per_send"):
-            np.testing.assert_allclose(rows.spend, rows.units * c.unit_cost, rtol=rel)
-        elif c.pricing == "fixed":
-            np.testing.assert_array_equal(rows.spend, rows.budget)
-        else:
-            np.testing.assert_allclose(rows.spend, rows.units * c.commission, rtol=rel)
-            assert np.all(rows.units == np.round(rows.units))  # whole referred sales
-    off = sc.offers
-    prices = {"lead_magnet": 0.0, "entry": off.entry.price, "core": off.core.price}
-    costs = {"lead_magnet": off.lead_magnet.unit_cost, "entry": off.entry.unit_cost, "core": off.core.unit_cost}
-    for name, u in off.upsells.items():
-        prices[name], costs[name] = u.price, u.unit_cost
-    of = fin[fin.kind.astype(str) == "offer"]
-    for name in sc.offer_names:
-        rows = of[of.item == name]
-        assert np.all(rows.units == np.round(rows.units)) and np.all(rows.units >= 0)
-        np.testing.assert_array_equal(rows.revenue, rows.units * prices[name])
-        np.testing.assert_array_equal(rows.cost, rows.units * costs[name])
-    got = tables["summary"].to_pylist()
-    assert len(got) == 1
-    got = got[0]
-    want = recompute_kpis(sc, tables)
-    n_terms = max(1, len(fin))
-    for key, value in want.items():
-        if value is None or got[key] is None:
-            assert value is None and got[key] is None, (key, value, got[key])
-        elif isinstance(value, int):
-            assert got[key] == value, (key, value, got[key])
-        else:
-            assert got[key] == pytest.approx(value, rel=rel * n_terms, abs=1e-9), key
-    assert got["profit"] == pytest.approx(got["revenue"] - got["cost"] - got["spend"], rel=rel, abs=1e-9)
-    assert got["front_end_profit"] + got["back_end_profit"] == pytest.approx(got["profit"], rel=rel * n_terms, abs=1e-6)
 
 
 @pytest.mark.slow

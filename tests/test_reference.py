@@ -18,7 +18,7 @@ of a scenario and requires the same family of tests to reject.
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -28,8 +28,13 @@ from sim.model import compile_scenario
 from sim.reference import simulate_reference
 from sim.results import summary as kernel_summary
 from sim.stages import N_STAGES, STAGES
-
-from tests.stat_checks import NO_JIT, hotelling_two_sample, per_test_alpha, scenario, shrunk_default
+from tests.stat_checks import (
+    NO_JIT,
+    hotelling_two_sample,
+    per_test_alpha,
+    scenario,
+    shrunk_default,
+)
 
 R_KERNEL = 20 if NO_JIT else 200
 R_REFERENCE = 4 if NO_JIT else 40
@@ -224,13 +229,13 @@ def _days(D):
     return sorted({max(1, D // 4), max(1, D // 2), D})
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference_runs(name: str) -> list[dict]:
     sc = scenario(SCENARIOS[name])
     return [simulate_reference(sc, seed=10_000 + i) for i in range(R_REFERENCE)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def kernel_runs(name: str, change: tuple | None = None) -> list[dict]:
     raw = copy.deepcopy(SCENARIOS[name])
     if change is not None:

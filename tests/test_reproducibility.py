@@ -20,7 +20,6 @@ import pytest
 
 import kernels
 import sim
-
 from tests.stat_checks import NO_JIT
 
 CUSTOMERS = 40_000 if NO_JIT else 100_000
@@ -55,9 +54,9 @@ def one_thread():
 
 def assert_same_tables(a: dict, b: dict):
     assert sorted(a) == sorted(b)
-    for name in a:
-        assert a[name].num_rows > 0, name
-        assert a[name].equals(b[name]), f"table {name} differs"
+    for name, table in a.items():
+        assert table.num_rows > 0, name
+        assert table.equals(b[name]), f"table {name} differs"
 
 
 def _in_subprocess(tmp: Path, env_extra: dict, threads: int) -> dict:

@@ -347,8 +347,13 @@ class Scenario(_Strict):
 
     # -- derived, read-only views ------------------------------------------------
     def canonical_json(self) -> str:
-        """The fully-resolved scenario (defaults filled in) as canonical JSON."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The fully-resolved scenario (defaults filled in) as canonical JSON.
+
+        Keys keep the document's order: the order of segments and channels fixes
+        their ids (segments are contiguous blocks of customers), so sorting them
+        would describe a different simulation.
+        """
+        return json.dumps(self.model_dump(mode="json"), separators=(",", ":"))
 
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

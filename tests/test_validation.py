@@ -67,3 +67,12 @@ def test_memory_estimate_refuses_up_front():
     with pytest.raises(ScenarioError, match="market.customers"):
         check_memory(10**9, budget=2**30)
     check_memory(10**6, budget=2**30)
+
+
+def test_scenario_rebuilt_from_its_metadata_reproduces_the_run():
+    sc = load_scenario(None, {"market.customers": 3000, "market.days": 20})
+    again = sim.scenario.scenario_from_json(sc.canonical_json())
+    assert list(again.segments) == list(sc.segments) and list(again.channels) == list(sc.channels)
+    a, b = sim.run(sc), sim.run(again)
+    for name in a.tables:
+        assert a.tables[name].equals(b.tables[name]), name

@@ -12,6 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from .stat_checks import NO_JIT
+
+pytestmark = pytest.mark.skipif(NO_JIT, reason="benchmarks time the compiled kernel; NUMBA_DISABLE_JIT is set")
+
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = [
     "implementation",

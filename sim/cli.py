@@ -175,60 +175,125 @@ def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
 
 @main.command()
 @click.argument("study", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write Parquet tables to this directory.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write Parquet tables to this directory, run by run.")
 @click.option("--replications", type=click.IntRange(min=1), help="Override the study's number of replications.")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core).")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes (default: one per core).")
+@click.option("--scheduler", metavar="ADDRESS", help="Run on the Dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786.")
+@click.option("--dask-workers", type=click.IntRange(min=1), help="Run on a local Dask cluster of N worker processes.")
 @click.option("--threads", type=click.IntRange(min=1), help="Kernel threads per worker (default: cores / workers).")
+@click.option("--retries", type=click.IntRange(min=0), help="Dask: runs of a task that raised (default 2; a lost worker's tasks always move on).")
 @click.option(
     "--target-halfwidth",
     "targets",
     multiple=True,
     help="Wanted CI half-width of a difference: NUMBER (the ranking KPI) or KPI=NUMBER; repeatable.",
 )
+@click.option("--resume", is_flag=True, help="Finish the study in --out: keep the runs already there, run the rest.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def compare(study, out_dir, replications, workers, threads, targets, force, quiet):
-    """Run every variant x replication of STUDY with common random numbers and compare them."""
+def compare(study, out_dir, replications, workers, scheduler, dask_workers, threads, retries, targets, resume, force, quiet):
+    """Run every variant x replication of STUDY with common random numbers and compare them.
+
+    Runs go to local worker processes (--workers), a Dask cluster (--scheduler) or a
+    local Dask cluster (--dask-workers); the tables are the same.
+    """
+    import contextlib
+    from concurrent.futures import CancelledError
+
     from .study import compare as compare_study
     from .study import load_study, report
+    from .study_output import StudyDir
+
+    chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
+    if len(chosen) > 1:
+        _fail(f"{' and '.join(chosen)} exclude each other: local processes, a Dask cluster, or a local Dask cluster")
+    dask = scheduler is not None or dask_workers is not None
+    if retries is not None and not dask:
+        _fail("--retries applies to Dask runs (--scheduler or --dask-workers)")
+    if resume and out_dir is None:
+        _fail("--resume needs --out (the directory of the study to finish)")
+    if resume and force:
+        _fail("--resume and --force exclude each other (--resume keeps DIR, --force replaces it)")
 
     st = load_study(study, replications=replications)
     wanted = {(k or st.rank_by): v for k, v in _halfwidths(targets)}
-    target = AtomicDir(out_dir, force=force) if out_dir is not None else None  # fail early, before simulating
+    total = len(st.variants) * st.replications
+    done = {"runs": 0}
+    # fail early (an existing DIR, another study in it), before starting a cluster
+    target = StudyDir(out_dir, st, resume=resume, force=force) if out_dir is not None else None
     try:
+        if target is not None and target.done:
+            err.print(f"resuming {target.root}: {len(target.done)} of {total} runs are done, {total - len(target.done)} to run")
+        cluster_errors: tuple = ()
+        cluster = contextlib.nullcontext()
+        if dask:  # Dask is imported only here
+            from .distributed import ClusterError, dask_executor
+
+            cluster_errors = (ClusterError, CancelledError)
+            options = {} if retries is None else {"retries": retries}
+            cluster = dask_executor(scheduler, workers=dask_workers, threads=threads, **options)
         t0 = time.perf_counter()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("run {task.completed:,.0f}/{task.total:,.0f}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-            disable=quiet or not err.is_terminal,
-        ) as bar:
-            task = bar.add_task(f"comparing {len(st.variants)} variants", total=len(st.variants) * st.replications)
-            res = compare_study(
-                st,
-                workers=workers,
-                threads=threads,
-                target_halfwidth=wanted,
-                progress=lambda done, total: bar.update(task, completed=done),
-            )
+        try:
+            with cluster as executor:
+                if executor is not None:
+                    err.print(executor.describe())
+                    board = executor.dashboard()
+                    if board is not None:
+                        link, graphs = board
+                        note = "" if graphs else " (no graphs: the scheduler has no bokeh)"
+                        err.print(f"Dask dashboard: {link}{note}")
+                with Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("run {task.completed:,.0f}/{task.total:,.0f}"),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    console=err,
+                    transient=True,
+                    disable=quiet or not err.is_terminal,
+                ) as bar:
+                    task = bar.add_task(f"comparing {len(st.variants)} variants", total=total)
+
+                    def progress(n, _total):
+                        done["runs"] = n
+                        bar.update(task, completed=n)
+
+                    res = compare_study(
+                        st,
+                        out=target,
+                        workers=workers,
+                        threads=threads,
+                        executor=executor,
+                        target_halfwidth=wanted,
+                        progress=progress,
+                    )
+        except cluster_errors as exc:
+            if not isinstance(exc, CancelledError):
+                _fail(str(exc))
+            kept = f"; {done['runs']} of {total} runs are in {target.root}: finish with --resume" if target is not None and done["runs"] else ""
+            _fail(f"lost the Dask cluster (the scheduler cancelled the runs or went away){kept}")
         wall = time.perf_counter() - t0
+    except KeyboardInterrupt:
         if target is not None:
-            res.write_into(target.path)
-            target.commit()
+            target.close()  # removes a DIR it created if no run got into it
+        if target is not None and target.root.exists():
+            err.print(
+                f"interrupted: {done['runs']} of {total} runs are in {target.root} (marked incomplete); "
+                "finish with --resume"
+            )
+        else:
+            err.print("interrupted: nothing was written")
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         if target is not None:
-            target.abort()
+            target.close()
     page = out if out.is_terminal else Console(highlight=False, soft_wrap=True, width=132)  # a file gets whole rows
     for item in report(res):
         page.print(item)
-    runs = len(st.variants) * st.replications
     cdays = sum(v.scenario.market.customers * v.scenario.market.days for v in st.variants.values()) * st.replications
-    where = f"; tables in {target.target}" if target is not None else ""
-    err.print(f"{runs} runs, {cdays:,} customer-days in {wall:.1f} s{where}")
+    where = f"; tables in {target.root}" if target is not None else ""
+    reused = f" ({res.reused} already in DIR, {res.computed} run now)" if res.reused else ""
+    err.print(f"{total} runs{reused}, {cdays:,} customer-days in {wall:.1f} s{where}")
 
 
 if __name__ == "__main__":

@@ -54,12 +54,9 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import stats
 
-from . import __version__
 from .engine import check_memory, use_threads
 from .mesa_model import MarketerSettings, run_model
 from .model import compile_scenario
-from .output import AtomicDir, write_manifest, write_table
-from .run import metadata
 from .scenario import (
     Scenario,
     ScenarioError,
@@ -567,32 +564,51 @@ def ranking(study: Study, runs: dict[str, list[dict]]) -> list[dict]:
 # --------------------------------------------------------------------------- the runner
 
 
+def _without_replication(summary: pa.Table) -> pa.Table:
+    return summary.drop_columns(["replication"]) if "replication" in summary.column_names else summary
+
+
 @dataclass
 class StudyResult:
-    """Tables of every run of a study, and the contrasts between variants."""
+    """KPIs of every run of a study and the contrasts between variants.
+
+    ``summaries`` and ``moves`` hold every run's one-row ``summary`` (without its
+    ``replication`` column: the run's stream is :meth:`Study.stream`) and its
+    ``budget_moves``. ``parts`` holds every table of every run when the study ran
+    without an output directory; with one (``out``) the per-day tables are only there.
+    """
 
     study: Study
-    parts: dict[tuple[str, int], dict[str, pa.Table]]
-    contrasts: pa.Table
+    summaries: dict[tuple[str, int], pa.Table]
+    moves: dict[tuple[str, int], pa.Table]
+    contrasts: pa.Table = field(default_factory=lambda: pa.table({}))
     target_halfwidth: dict[str, float] = field(default_factory=dict)
+    parts: dict[tuple[str, int], dict[str, pa.Table]] = field(default_factory=dict)
+    out: Path | None = None
+    #: runs found done in ``out`` (resume) and runs computed by this call
+    reused: int = 0
+    computed: int = 0
+
+    def _ordered(self) -> list[tuple[str, int]]:
+        order = self.study.variant_names
+        return sorted(self.summaries, key=lambda k: (order.index(k[0]), k[1]))
 
     @property
     def runs(self) -> pa.Table:
         """One row per (variant, replication): every KPI of ``summary``."""
         tables = []
-        for (v, r), part in sorted(self.parts.items(), key=lambda kv: (self.study.variant_names.index(kv[0][0]), kv[0][1])):
-            s = part["summary"]
-            stream = s.column("replication")
-            s = s.drop_columns(["replication"])
-            s = s.add_column(0, "stream", stream).add_column(0, "replication", pa.array([r] * s.num_rows, pa.int32()))
-            tables.append(s.add_column(0, "variant", pa.array([v] * s.num_rows, pa.string())))
+        for v, r in self._ordered():
+            s = _without_replication(self.summaries[(v, r)])
+            n = s.num_rows
+            s = s.add_column(0, "stream", pa.array([self.study.stream(v, r)] * n, pa.int32()))
+            s = s.add_column(0, "replication", pa.array([r] * n, pa.int32()))
+            tables.append(s.add_column(0, "variant", pa.array([v] * n, pa.string())))
         return pa.concat_tables(tables)
 
     @property
     def budget_moves(self) -> pa.Table:
         tables = []
-        for (v, r), part in self.parts.items():
-            t = part["budget_moves"]
+        for (v, r), t in self.moves.items():
             t = t.add_column(0, "replication", pa.array([r] * t.num_rows, pa.int32()))
             tables.append(t.add_column(0, "variant", pa.array([v] * t.num_rows, pa.string())))
         t = pa.concat_tables(tables)
@@ -601,50 +617,29 @@ class StudyResult:
     def run_rows(self) -> dict[str, list[dict]]:
         """KPI rows by variant, in replication order."""
         out = {v: [] for v in self.study.variant_names}
-        for (v, r) in sorted(self.parts, key=lambda k: k[1]):
-            out[v].append(self.parts[(v, r)]["summary"].to_pylist()[0])
+        for v, r in sorted(self.summaries, key=lambda k: k[1]):
+            out[v].append(self.summaries[(v, r)].to_pylist()[0])
         return out
 
     def ranking(self) -> list[dict]:
         return ranking(self.study, self.run_rows())
 
     def write(self, out: str | os.PathLike, force: bool = False) -> Path:
-        """Write every table as Parquet under ``out`` atomically (see :class:`AtomicDir`)."""
-        with AtomicDir(out, force=force) as tmp:
-            self.write_into(tmp.path)
-            return tmp.commit()
+        """Write every table as Parquet under ``out``, the way :func:`compare` with
+        ``out=`` does (see :class:`sim.study_output.StudyDir`)."""
+        from .study_output import StudyDir
 
-    def write_into(self, root: Path) -> None:
-        st = self.study
-        study_json = st.to_json()
-        base = st.variants[st.baseline].scenario
-        meta = metadata(base, study=study_json, study_name=st.name, baseline=st.baseline)
-        for (v, r), part in self.parts.items():
-            vmeta = metadata(st.variants[v].scenario, study_name=st.name, variant=v, replication=r, stream=st.stream(v, r))
-            for name in DAILY_TABLES:
-                t = part[name]
-                if "replication" in t.column_names:
-                    t = t.drop_columns(["replication"])  # it is the partition key
-                write_table(t, root / name / f"variant={v}" / f"replication={r}" / "part-0.parquet", vmeta)
-        write_table(self.runs, root / "runs" / "part-0.parquet", meta)
-        write_table(self.budget_moves, root / "budget_moves" / "part-0.parquet", meta)
-        write_table(self.contrasts, root / "contrasts" / "part-0.parquet", meta)
-        write_manifest(
-            root,
-            {
-                "kind": "study",
-                "complete": True,
-                "study": st.name,
-                "baseline": st.baseline,
-                "variants": list(st.variant_names),
-                "replications": st.replications,
-                "common_random_numbers": st.common_random_numbers,
-                "scenario_sha256": {n: v.scenario.sha256() for n, v in st.variants.items()},
-                "tables": sorted(["runs", "budget_moves", "contrasts", *DAILY_TABLES]),
-                "partitioning": {"daily": "hive: variant=<name>/replication=<r>"},
-                "version": __version__,
-            },
-        )
+        missing = [k for k in tasks_of(self.study) if k not in self.parts]
+        if missing:
+            where = f" (they are in {self.out})" if self.out is not None else ""
+            raise ValueError(f"this result does not hold the tables of every run{where}")
+        d = StudyDir(out, self.study, force=force)
+        try:
+            for (v, r), part in self.parts.items():
+                d.write_partition(v, r, part)
+            return d.finish(self.target_halfwidth).out
+        finally:
+            d.close()
 
 
 def tasks_of(study: Study) -> list[tuple[str, int]]:
@@ -655,6 +650,9 @@ def tasks_of(study: Study) -> list[tuple[str, int]]:
 def compare(
     study: Study | str | os.PathLike,
     *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    force: bool = False,
     workers: int | None = None,
     threads: int | None = None,
     executor: cf.Executor | None = None,
@@ -666,6 +664,16 @@ def compare(
     Parameters
     ----------
     study : Study or path
+    out : path or sim.study_output.StudyDir, optional
+        Write the tables here as Parquet: every run's partition as soon as the run is
+        back (in this process, whatever runs the tasks), the study tables (``runs``,
+        ``contrasts``) at the end, then ``_cvj.json`` is marked complete. Without
+        ``out`` every table stays in memory (``StudyResult.parts``).
+    resume : bool
+        ``out`` may hold this study already: runs whose partition is complete and
+        valid are skipped, the others are run.
+    force : bool
+        Replace an existing ``out``.
     workers : int, optional
         Local worker processes (default: one per core, at most one per run). With 1
         everything runs in this process.
@@ -673,11 +681,13 @@ def compare(
         Kernel threads per worker (default: the cores shared out among the workers).
         Results do not depend on it.
     executor : concurrent.futures.Executor-like, optional
-        Any object whose ``submit(fn, *args)`` returns a future with ``result()``
-        (a Dask client fits). Tasks are ``run_task(study_json, variant, replication)``
-        with plain arguments. ``workers`` and ``threads`` are then ignored.
+        Any object whose ``submit(fn, *args)`` returns a future with ``result()``, e.g.
+        :func:`sim.distributed.dask_executor`. Tasks are
+        ``run_task(study_json, variant, replication)`` with plain arguments.
+        ``workers`` and ``threads`` are then ignored.
     progress : callable(done, total), optional
-        Called after every finished run.
+        Called once at the start (``done``: runs already in ``out``) and after every
+        finished run.
     target_halfwidth : dict, optional
         KPI -> wanted CI half-width of the difference; the contrasts then say how many
         replications would reach it.
@@ -686,35 +696,61 @@ def compare(
     -------
     StudyResult
     """
+    from .study_output import StudyDir
+
     st = study if isinstance(study, Study) else load_study(study)
     for k, v in (target_halfwidth or {}).items():
         if k not in st.kpis:
             raise ScenarioError(f"not one of the study's kpis ({', '.join(st.kpis)})", "target_halfwidth", k)
         if not v > 0:
             raise ScenarioError("must be positive", f"target_halfwidth.{k}", v)
-    todo = tasks_of(st)
-    total = len(todo)
+    if isinstance(out, StudyDir):
+        sink = out
+    else:
+        sink = StudyDir(out, st, resume=resume, force=force) if out is not None else None
+    try:
+        return _run(st, sink, workers, threads, executor, progress, target_halfwidth)
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+def _run(st: Study, sink, workers, threads, executor, progress, target_halfwidth) -> StudyResult:
+    todo = [k for k in tasks_of(st) if sink is None or k not in sink.done]
+    total = len(st.variants) * st.replications
+    reused = total - len(todo)
     payload = st.to_json()
     parts: dict[tuple[str, int], dict[str, pa.Table]] = {}
+    summaries: dict[tuple[str, int], pa.Table] = {}
+    moves: dict[tuple[str, int], pa.Table] = {}
     cores = os.cpu_count() or 1
     biggest = max(v.scenario.market.customers for v in st.variants.values())
+    if progress is not None:
+        progress(reused, total)
 
     def done(key, tables):
-        parts[key] = tables
+        if sink is not None:
+            sink.write_partition(*key, tables)
+        else:
+            parts[key] = tables
+        summaries[key] = _without_replication(tables["summary"])
+        moves[key] = tables["budget_moves"]
         if progress is not None:
-            progress(len(parts), total)
+            progress(reused + len(summaries), total)
 
-    if executor is not None:
+    if not todo:
+        pass
+    elif executor is not None:
         futures = {executor.submit(run_task, payload, v, r): (v, r) for v, r in todo}
         try:
             for fut in _completed(futures):
-                done(futures[fut], fut.result())
+                done(futures.pop(fut), fut.result())
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
     else:
-        n = max(1, min(workers or cores, total))
+        n = max(1, min(workers or cores, len(todo)))
         if n == 1:
             check_memory(biggest)
             with use_threads(threads):
@@ -735,8 +771,12 @@ def compare(
                 _stop(pool)
                 raise
             pool.shutdown()
-    res = StudyResult(st, parts, pa.table({}), dict(target_halfwidth or {}))
-    res.contrasts = contrasts(st, res.run_rows(), target_halfwidth)
+    if sink is not None:
+        res = sink.finish(target_halfwidth)  # every partition read back from DIR
+    else:
+        res = StudyResult(st, summaries=summaries, moves=moves, target_halfwidth=dict(target_halfwidth or {}), parts=parts)
+        res.contrasts = contrasts(st, res.run_rows(), target_halfwidth)
+    res.reused, res.computed = reused, len(todo)
     return res
 
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 import sim
 import sim.study
+import sim.study_output
 from sim.cli import main
 from sim.output import read_metadata
 from sim.study import compare, load_study, run_task, study_from_json
@@ -254,8 +255,12 @@ def test_cli_compare_writes_a_partitioned_dataset(small_study, tmp_path):
     contrasts = pq.read_table(out / "contrasts")
     assert contrasts.num_rows == 2 * 3
     assert "cvj.study" in read_metadata(next((out / "contrasts").glob("*.parquet")))
-    moves = pq.read_table(out / "budget_moves")
+    for name in ("summary", "budget_moves"):  # every table of a run is partitioned the same way
+        assert len(list((out / name).glob("variant=*/replication=*/part-0.parquet"))) == 9, name
+    moves = ds.dataset(out / "budget_moves", format="parquet", partitioning="hive").to_table()
     assert set(moves.column("variant").to_pylist()) == {"dear"}
+    assert ds.dataset(out / "summary", format="parquet", partitioning="hive").to_table().num_rows == 9
+    assert manifest["study_sha256"] == sim.study_output.study_sha256(load_study(small_study))
     # the stored daily stages are the runs' own
     stages = ds.dataset(out / "daily_stages", format="parquet", partitioning="hive").to_table()
     last = stages.filter(pc.equal(stages.column("day"), 40)).group_by(["variant", "replication"]).aggregate([("customers", "sum")])
@@ -269,22 +274,55 @@ def test_cli_refuses_an_existing_output(small_study, tmp_path):
     assert res.exit_code == 2 and "already exists" in res.output
 
 
-def test_interrupt_leaves_nothing(small_study, tmp_path, monkeypatch):
+def _interrupt_after(monkeypatch, n: int) -> list:
+    """Ctrl-C in the n-th run (in this process: --workers 1)."""
     calls = []
     real = sim.study.run_task
 
     def interrupted(*args):
-        calls.append(args)
-        if len(calls) == 4:
+        calls.append(args[1:])
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real(*args)
 
     monkeypatch.setattr(sim.study, "run_task", interrupted)
+    return calls
+
+
+def test_interrupt_before_the_first_run_leaves_nothing(small_study, tmp_path, monkeypatch):
+    _interrupt_after(monkeypatch, 1)
     out = tmp_path / "study"
     res = CliRunner().invoke(main, ["compare", str(small_study), "--out", str(out), "--workers", "1"])
     assert res.exit_code == 130
     assert "nothing was written" in res.output
-    assert not out.exists() and os.listdir(tmp_path) == ["small.toml"]
+    assert os.listdir(tmp_path) == ["small.toml"]
+
+
+def test_interrupt_leaves_an_incomplete_study_that_resume_finishes(small_study, tmp_path, monkeypatch):
+    _interrupt_after(monkeypatch, 4)
+    out = tmp_path / "study"
+    res = CliRunner().invoke(main, ["compare", str(small_study), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 130
+    assert "interrupted: 3 of 9 runs are in" in res.output and "finish with --resume" in res.output
+    # marked incomplete, no study tables, no temporary files, no lock: nothing to mistake for a result
+    assert json.loads((out / "_cvj.json").read_text())["complete"] is False
+    assert sorted(p.name for p in out.iterdir()) == sorted(["_cvj.json", *sim.study_output.PARTITION_TABLES])
+    assert len(list((out / "summary").glob("variant=*/replication=*/part-0.parquet"))) == 3
+    assert not list(out.rglob("*.tmp"))
+
+    res = CliRunner().invoke(main, ["compare", str(small_study), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 2 and "already exists; use --resume" in res.output
+
+    calls = _interrupt_after(monkeypatch, -1)  # count the runs
+    res = CliRunner().invoke(main, ["compare", str(small_study), "--out", str(out), "--workers", "1", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "resuming" in res.output and "3 of 9 runs are done, 6 to run" in res.output
+    assert "(3 already in DIR, 6 run now)" in res.output
+    assert len(calls) == 6 and not {("free", 0), ("mid", 0), ("dear", 0)} & set(calls)
+    assert json.loads((out / "_cvj.json").read_text())["complete"] is True
+    fresh = compare(load_study(small_study), workers=1)
+    assert pq.read_table(out / "runs").equals(fresh.runs)
+    assert pq.read_table(out / "contrasts").equals(fresh.contrasts)
 
 
 def test_readme_section_commands_are_the_shipped_ones():

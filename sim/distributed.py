@@ -44,21 +44,46 @@ class ClusterError(RuntimeError):
     """The Dask cluster cannot run the study (unreachable, no workers, wrong cvj)."""
 
 
-def _on_worker(fn, threads, version, *args):
-    """A task as it runs on a worker: same cvj version as the client, ``threads``
-    kernel threads (None: the worker's cores)."""
+def _on_worker(fn, threads, version, host_slots, *args):
+    """A task as it runs on a worker: the same cvj version as the client, ``threads``
+    kernel threads (None: its machine's cores shared out among the task slots of the
+    workers on that machine, ``host_slots``)."""
     from . import __version__ as here
 
     if here != version:
         raise RuntimeError(f"this worker has cvj {here}, the client cvj {version}: install the same version everywhere")
-    if threads is None:
-        return fn(*args)
     import kernels
 
     from .engine import use_threads
 
+    if threads is None:
+        threads = _fair_share(host_slots)
     with use_threads(max(1, min(int(threads), kernels.max_threads()))):
         return fn(*args)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return os.cpu_count() or 1
+
+
+def _host(address: str) -> str:
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+def _fair_share(host_slots: dict[str, int]) -> int:
+    """This machine's cores / the task slots of all workers on it (outside a worker:
+    all cores)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return _cores()
+    slots = host_slots.get(_host(worker.address)) or worker.state.nthreads
+    return max(1, _cores() // max(1, slots))
 
 
 class DaskExecutor:
@@ -71,12 +96,17 @@ class DaskExecutor:
         self.threads = threads
         self.retries = retries
         self._executor = client.get_executor(retries=retries)
+        #: task slots (threads) of the workers on each machine, when the study starts
+        self.host_slots: dict[str, int] = {}
+        for addr, w in self.workers().items():
+            host = _host(addr)
+            self.host_slots[host] = self.host_slots.get(host, 0) + int(w.get("nthreads", 1))
 
     def submit(self, fn, *args) -> cf.Future:
         from dask.base import tokenize
 
         key = f"{getattr(fn, '__name__', 'task')}-{tokenize(fn, self.threads, *args)}"
-        return self._executor.submit(_on_worker, fn, self.threads, __version__, *args, key=key)
+        return self._executor.submit(_on_worker, fn, self.threads, __version__, self.host_slots, *args, key=key)
 
     @property
     def scheduler_address(self) -> str:
@@ -115,7 +145,11 @@ class DaskExecutor:
         ws = self.workers()
         threads = sum(w.get("nthreads", 0) for w in ws.values())
         kind = "local cluster" if self.cluster is not None else "cluster"
-        kernel = f"{self.threads} kernel threads per task" if self.threads else "kernel threads: each worker's cores"
+        kernel = (
+            f"{self.threads} kernel threads per task"
+            if self.threads
+            else "kernel threads per task: a machine's cores / its workers' threads"
+        )
         return f"Dask {kind} {self.scheduler_address}: {len(ws)} workers, {threads} task slots, {kernel}"
 
 
@@ -173,8 +207,9 @@ def dask_executor(
     workers : int, optional
         Start a local cluster of this many worker processes (one task at a time each).
     threads : int, optional
-        Kernel threads per task (default: on a local cluster the cores shared out among
-        its workers; on a cluster, each worker's cores). Results do not depend on it.
+        Kernel threads per task (default: each machine's cores shared out among the
+        threads of the workers on it, as counted when the study starts). Results do
+        not depend on it.
     retries : int
         How many times a task that raised is run again.
     timeout : float
@@ -206,8 +241,6 @@ def dask_executor(
         else:
             if workers < 1:
                 raise ValueError("workers must be >= 1")
-            if threads is None:
-                threads = max(1, (os.cpu_count() or 1) // workers)
             cluster = distributed.LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,

@@ -319,10 +319,22 @@ def test_retries_run_again_a_task_that_raised(local_cluster, tmp_path):
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
+def test_kernel_threads_default_to_a_fair_share_of_the_machine(local_cluster):
+    import kernels
+
+    from sim.distributed import _cores
+
+    shared = DaskExecutor(local_cluster.client)  # threads=None
+    assert shared.host_slots == {"127.0.0.1": 2}
+    assert shared.submit(kernels.get_threads).result(timeout=60) == max(1, _cores() // 2)
+    assert local_cluster.submit(kernels.get_threads).result(timeout=60) == 1
+
+
 def test_a_worker_with_another_cvj_version_refuses_tasks():
     with pytest.raises(RuntimeError, match="install the same version everywhere"):
-        _on_worker(len, None, "0.0.0-other", "abc")
-    assert _on_worker(len, 1, sim.__version__, "abc") == 3
+        _on_worker(len, None, "0.0.0-other", {}, "abc")
+    assert _on_worker(len, 1, sim.__version__, {}, "abc") == 3
+    assert _on_worker(len, None, sim.__version__, {}, "abc") == 3
 
 
 def test_an_unreachable_scheduler_is_a_clear_error():

@@ -123,6 +123,8 @@ class StudyDir:
     def __init__(self, root: str | os.PathLike, study, *, resume: bool = False, force: bool = False):
         if resume and force:
             raise OutputError("resume and force exclude each other (resume keeps DIR, force deletes it)")
+        if "://" in os.fspath(root):
+            raise OutputError(f"{os.fspath(root)}: URLs are not supported; the output is a directory on this machine")
         self.root = Path(root).absolute()
         self.study = study
         self.sha256 = study_sha256(study)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -321,7 +322,6 @@ def test_retries_run_again_a_task_that_raised(local_cluster, tmp_path):
 
 def test_kernel_threads_default_to_a_fair_share_of_the_machine(local_cluster):
     import kernels
-
     from sim.distributed import _cores
 
     shared = DaskExecutor(local_cluster.client)  # threads=None
@@ -379,3 +379,18 @@ def test_dask_options_on_the_command_line(study_file, tmp_path):
         lines = [line for line in res.output.splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0], (args, res.output)
     assert not (tmp_path / "o").exists()
+
+
+def test_readme_cluster_section_uses_real_options():
+    from click.testing import CliRunner
+
+    from sim.cli import main
+
+    text = (ROOT / "README.md").read_text()
+    assert "## Running on a cluster" in text
+    section = text.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
+    help_text = CliRunner().invoke(main, ["compare", "--help"]).output
+    used = set(re.findall(r"cvj compare [^\n`]*", section))
+    options = {o for line in used for o in re.findall(r"(--[a-z][a-z-]+)", line)}
+    assert {"--scheduler", "--resume", "--out"} <= options
+    assert all(o in help_text for o in options | {"--dask-workers", "--workers", "--retries", "--force"}), options

@@ -133,6 +133,8 @@ def test_resume_refuses_another_study_or_a_foreign_directory(study_file, tmp_pat
     with pytest.raises(OutputError, match="not the output of a cvj study"):
         StudyDir(foreign, st, resume=True)
     assert (foreign / "notes.txt").read_text() == "mine"
+    with pytest.raises(OutputError, match="URLs are not supported"):
+        StudyDir("s3://bucket/study", st)
     with StudyDir(tmp_path / "new", st, resume=True) as d:  # --resume also starts a study
         assert d.done == set()
     assert not (tmp_path / "new").exists()  # nothing was written into it: removed

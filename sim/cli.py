@@ -218,6 +218,10 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     st = load_study(study, replications=replications)
     wanted = {(k or st.rank_by): v for k, v in _halfwidths(targets)}
     total = len(st.variants) * st.replications
+    if dask_workers:  # a local cluster: its workers share this machine's memory
+        from .engine import check_memory
+
+        check_memory(max(v.scenario.market.customers for v in st.variants.values()) * dask_workers)
     done = {"runs": 0}
     # fail early (an existing DIR, another study in it), before starting a cluster
     target = StudyDir(out_dir, st, resume=resume, force=force) if out_dir is not None else None
@@ -227,9 +231,11 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
         cluster_errors: tuple = ()
         cluster = contextlib.nullcontext()
         if dask:  # Dask is imported only here
+            from distributed import KilledWorker
+
             from .distributed import ClusterError, dask_executor
 
-            cluster_errors = (ClusterError, CancelledError)
+            cluster_errors = (ClusterError, CancelledError, KilledWorker)
             options = {} if retries is None else {"retries": retries}
             cluster = dask_executor(scheduler, workers=dask_workers, threads=threads, **options)
         t0 = time.perf_counter()
@@ -268,10 +274,12 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
                         progress=progress,
                     )
         except cluster_errors as exc:
-            if not isinstance(exc, CancelledError):
+            if isinstance(exc, ClusterError):
                 _fail(str(exc))
             kept = f"; {done['runs']} of {total} runs are in {target.root}: finish with --resume" if target is not None and done["runs"] else ""
-            _fail(f"lost the Dask cluster (the scheduler cancelled the runs or went away){kept}")
+            if isinstance(exc, CancelledError):
+                _fail(f"lost the Dask cluster (the scheduler cancelled the runs or went away){kept}", 1)
+            _fail(f"every Dask worker that ran one of the runs died ({exc.allowed_failures + 1} workers: out of memory? see their logs){kept}", 1)
         wall = time.perf_counter() - t0
     except KeyboardInterrupt:
         if target is not None:

@@ -273,8 +273,13 @@ def compare(
     """:func:`sim.study.compare` on a Dask cluster (``scheduler``) or a local one
     (``workers``); ``kwargs`` (``out``, ``resume``, ``force``, ``progress``,
     ``target_halfwidth``) are passed on. The result equals a local run's."""
+    from .engine import check_memory
+    from .study import Study, load_study
     from .study import compare as compare_study
 
+    study = study if isinstance(study, Study) else load_study(study)
+    if workers is not None:  # a local cluster: its workers share this machine's memory
+        check_memory(max(v.scenario.market.customers for v in study.variants.values()) * workers)
     with dask_executor(scheduler, workers=workers, threads=threads, retries=retries, timeout=timeout) as ex:
         return compare_study(study, executor=ex, **kwargs)
 

@@ -337,6 +337,28 @@ def test_a_worker_with_another_cvj_version_refuses_tasks():
     assert _on_worker(len, None, sim.__version__, {}, "abc") == 3
 
 
+def test_workers_without_this_cvj_or_no_workers_are_clear_errors():
+    from sim.distributed import _check_workers
+
+    class FakeClient:
+        def __init__(self, versions, joined=True):
+            self.versions, self.joined = versions, joined
+
+        def wait_for_workers(self, n, timeout):
+            if not self.joined:
+                raise TimeoutError
+
+        def run(self, fn):
+            assert fn() == sim.__version__  # the probe, run here
+            return self.versions
+
+    _check_workers(FakeClient({"tcp://a:1": sim.__version__}), "tcp://s:1", 1)
+    with pytest.raises(ClusterError, match=r"1 of 2 Dask workers do not run cvj .*tcp://b:1: cannot import cvj"):
+        _check_workers(FakeClient({"tcp://a:1": sim.__version__, "tcp://b:1": "cannot import cvj (x)"}), "tcp://s:1", 1)
+    with pytest.raises(ClusterError, match="no worker joined the Dask scheduler at tcp://s:1 within 1 s"):
+        _check_workers(FakeClient({}, joined=False), "tcp://s:1", 1)
+
+
 def test_an_unreachable_scheduler_is_a_clear_error():
     import socket
 

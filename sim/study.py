@@ -28,8 +28,10 @@ Overrides name fields of the scenario by dotted path; a path that the scenario (
 its defaults filled in) does not have is an error, so a typo cannot become a new key.
 
 Every (variant, replication) is one pure task, :func:`run_task`; :func:`compare`
-runs them on an executor (by default a local process pool) and computes the paired
-contrasts. With common random numbers (the default) replication ``r`` of every variant
+runs them on an executor (by default a local process pool; :mod:`sim.distributed` for
+Dask) and computes the paired contrasts. With ``out=DIR`` each run's tables are written
+by this process as soon as the run is back, and ``resume=True`` skips the runs already
+in DIR (:mod:`sim.study_output`). With common random numbers (the default) replication ``r`` of every variant
 uses the same random stream keys, so replication ``r`` of a variant equals a standalone
 ``cvj run`` of its scenario with ``--replication r``.
 """

@@ -6,7 +6,8 @@ the reference are compared with two-sample Hotelling T^2 tests (see
 
 - customers by (segment, stage) at the end of three days (a quarter, half and all of
   the horizon);
-- the KPIs (spend, revenue, cost, conversions, front/back-end profit, CAC, ROAS, LTV);
+- the KPIs (spend, revenue, cost, conversions, front/back-end profit, CAC, ROAS, LTV),
+  with the units sold of each offer and the referred sales;
 - the attribution: moves over the run by (stage moved from, cause) and lapses.
 
 That is ``TESTS_PER_SCENARIO`` tests per scenario; the whole family (every scenario,
@@ -53,7 +54,7 @@ TWO_SEGMENTS = {
 }
 
 SCENARIOS = {
-    "default_small": shrunk_default(N, 60, seed=31),
+    "default_small": shrunk_default(N, 30 if NO_JIT else 120, seed=31),
     # saturation and carry-over on bought reach; a CPC channel capped by its audience;
     # a fixed retainer whose schedule doubles it halfway
     "channels": {
@@ -254,7 +255,15 @@ def kernel_runs(name: str, change: tuple | None = None) -> list[dict]:
             while not e.done:
                 e.step()
         h = e.history
-        out.append({"stages": h.stages.copy(), "flows": h.flows.copy(), "summary": kernel_summary(cm, h, r)})
+        out.append(
+            {
+                "stages": h.stages.copy(),
+                "flows": h.flows.copy(),
+                "offer_units": h.offer_units.sum(axis=1),
+                "referred": h.referred.sum(axis=1),
+                "summary": kernel_summary(cm, h, r),
+            }
+        )
     return out
 
 
@@ -277,9 +286,15 @@ def compare(name: str, change: tuple | None = None) -> dict[str, object]:
         labels = [f"{g}/{s}" for g in sc.segments for s in STAGES]
         out[f"stages day {d}"] = hotelling_two_sample(x, y, names=labels)
     kpis = _kpi_names(sc, ker, ref)
-    x = np.array([[r["summary"][k] for k in kpis] for r in ker], dtype=float)
-    y = np.array([[r["summary"][k] for k in kpis] for r in ref], dtype=float)
-    out["kpis"] = hotelling_two_sample(x, y, names=kpis)
+    labels = kpis + [f"units_{o}" for o in sc.offer_names] + ["referred_sales"]
+
+    def kpi_vector(run):
+        # KPIs, units of each offer (which product a repeat purchase buys) and referred sales
+        return [*(run["summary"][k] for k in kpis), *run["offer_units"].sum(axis=0), run["referred"].sum()]
+
+    x = np.array([kpi_vector(r) for r in ker], dtype=float)
+    y = np.array([kpi_vector(r) for r in ref], dtype=float)
+    out["kpis"] = hotelling_two_sample(x, y, names=labels)
     # attribution: moves out of each stage by cause over the run (summed over segments)
     x = np.array([r["flows"].sum(axis=(0, 1)).ravel() for r in ker])
     y = np.array([r["flows"].sum(axis=(0, 1)).ravel() for r in ref])
@@ -304,6 +319,7 @@ def test_reference_matches_the_specification_exactly_where_it_can():
     np.testing.assert_array_equal(ref["stages"][0].sum(axis=1), e.history.stages[0].sum(axis=1))
     np.testing.assert_allclose(ref["channel_spend"], e.history.channel_spend[:11], rtol=1e-12)
     np.testing.assert_allclose(ref["channel_units"], e.history.channel_units[:11], rtol=1e-12)
+    assert set(ref["summary"]) == set(kernel_summary(cm, e.history, 0))  # same KPI keys
     for d in range(11):
         assert ref["stages"][d].sum() == N
     assert ref["stages"].shape == (11, 2, N_STAGES)

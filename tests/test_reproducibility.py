@@ -83,6 +83,7 @@ def test_one_and_two_threads_give_identical_tables(one_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(NO_JIT, reason="with NUMBA_DISABLE_JIT there is no compiled code to cache")
 def test_other_processes_and_a_rebuilt_numba_cache_give_identical_tables(one_thread, tmp_path):
     """Three more processes: one compiling into an empty numba cache directory, one
     loading the kernels from that rebuilt cache, one with the cache switched off

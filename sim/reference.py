@@ -300,7 +300,7 @@ class ReferenceModel(mesa.Model):
             budget = self.planned_budget(c, day)
             self.channel_budget[day, c] = budget
             if ch.pricing == "fixed":
-                audience = ch.audience if ch.audience is not None else self.N
+                audience = min(ch.audience, self.N) if ch.audience is not None else self.N
                 base = ch.monthly_cost * 12.0 / DAYS_PER_YEAR
                 units = ch.contacts_per_day * budget / base if base > 0 else 0.0
                 spend = budget
@@ -308,7 +308,7 @@ class ReferenceModel(mesa.Model):
                 if ch.pricing == "per_send":
                     audience = permission
                 else:
-                    audience = ch.audience if ch.audience is not None else self.N
+                    audience = min(ch.audience, self.N) if ch.audience is not None else self.N
                 price = ch.unit_cost / 1000.0 if ch.pricing == "cpm" else ch.unit_cost
                 units = min(budget / price, audience * ch.max_units_per_person)
                 spend = units * price

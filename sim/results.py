@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from .engine import Engine, History
-from .model import Compiled
+from .model import PRICING_CODE, Compiled
 from .stages import LAPSED, OFFER_ENTRY, OFFER_LEAD_MAGNET, PROMOTER, STAGES, SUBSCRIBED
 
 TABLES = ("daily_stages", "transitions", "finance", "summary", "customers")
@@ -147,8 +147,10 @@ def finance(cm: Compiled, h: History, replication: int) -> pa.Table:
             "day": pa.array(day.astype(np.int32)),
             "item": _dict(item, [*cm.channel_names, *cm.offer_names]),
             "kind": _dict(np.r_[np.zeros(n * C, np.int8), np.ones(n * O, np.int8)], [KIND_CHANNEL, KIND_OFFER]),
+            # no budget for offers, nor for a commission programme (it pays per result)
             "budget": pa.array(
-                np.r_[h.channel_budget[1:].ravel(), np.zeros(n * O)], mask=np.r_[np.zeros(n * C, bool), np.ones(n * O, bool)]
+                np.r_[h.channel_budget[1:].ravel(), np.zeros(n * O)],
+                mask=np.r_[np.tile(cm.pricing == PRICING_CODE["commission"], n), np.ones(n * O, bool)],
             ),
             "spend": pa.array(np.r_[m["spend"][1:].ravel(), zeros_o]),
             "revenue": pa.array(np.r_[zeros_c, m["revenue"][1:].ravel()]),

@@ -136,6 +136,7 @@ def measure(case: Case, min_time: float, max_rounds: int) -> dict:
     """Time one case in this process (best of its rounds) and its peak memory (first round)."""
     if case.fresh_process:
         return measure_fresh(case)
+    load = _loadavg()[0]
     run = impls.RUN[case.implementation]
     sc = impls.scenario(case.customers, case.days)
     walls, peak = [], None
@@ -149,14 +150,15 @@ def measure(case: Case, min_time: float, max_rounds: int) -> dict:
         if tracked and before is not None:
             peak = status_bytes("VmHWM") - before
         del result
-    return _row(case, min(walls), len(walls), peak)
+    return _row(case, min(walls), len(walls), peak, load)
 
 
 def measure_fresh(case: Case) -> dict:
     """Run a case in a new interpreter: its peak memory is the process's, above the
     baseline of interpreter + imports + warmed-up kernels (see :mod:`benchmarks.isolated`)."""
+    load = _loadavg()[0]
     out = run_fresh(case)
-    row = _row(case, out["wall_s"], 1, out["peak_bytes"] - out["baseline_bytes"])
+    row = _row(case, out["wall_s"], 1, out["peak_bytes"] - out["baseline_bytes"], load)
     row["process_peak_bytes"] = out["peak_bytes"]
     row["process_baseline_bytes"] = out["baseline_bytes"]
     return row
@@ -170,7 +172,7 @@ def run_fresh(case: Case) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _row(case: Case, wall: float, rounds: int, peak: int | None) -> dict:
+def _row(case: Case, wall: float, rounds: int, peak: int | None, load: float) -> dict:
     return {
         "implementation": case.implementation,
         "customers": case.customers,
@@ -182,6 +184,7 @@ def _row(case: Case, wall: float, rounds: int, peak: int | None) -> dict:
         "peak_bytes_per_customer": None if peak is None else peak / case.customers,
         "ratio_to_kernel": None,
         "fresh_process": case.fresh_process,
+        "load_1min": load,
     }
 
 
@@ -353,8 +356,9 @@ def _ratio(r: float | None) -> str:
     return f"{r:.2f}" if r >= 0.1 else f"1/{1 / r:,.0f}"
 
 
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+def _md(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """A Markdown table; the first ``left`` columns are text (left-aligned), the rest numbers."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -371,7 +375,7 @@ def render(report: dict) -> str:
         ),
         "",
         _md(
-            ["implementation", "customers", "days", "threads", "rounds", "wall s", "customer-days/s", "peak bytes/customer", "x kernel"],
+            ["implementation", "customers", "days", "threads", "rounds", "wall s", "customer-days/s", "peak bytes/customer", "x kernel", "load"],
             [
                 [
                     r["implementation"] + (" (fresh process)" if r["fresh_process"] else ""),
@@ -383,12 +387,16 @@ def render(report: dict) -> str:
                     _si(r["customer_days_per_s"]),
                     "-" if r["peak_bytes_per_customer"] is None else f"{r['peak_bytes_per_customer']:,.1f}",
                     _ratio(r["ratio_to_kernel"]),
+                    f"{r['load_1min']:.2f}",
                 ]
                 for r in rows
             ],
         ),
         "",
-        "x kernel: customer-days/s over the kernel's on the most threads at the same size.",
+        (
+            "x kernel: customer-days/s over the kernel's on the most threads at the same size; "
+            "load: 1-minute load average when the row started."
+        ),
         "",
     ]
     mem = report["memory"]
@@ -414,6 +422,7 @@ def render(report: dict) -> str:
                 [f"`{c['command']}`", c["numba_cache"], f"{c['wall_s']:.2f}", "-" if c["simulate_s"] is None else f"{c['simulate_s']:.2f}"]
                 for c in report["cold_start"]
             ],
+            left=2,
         ),
         "",
         _md(
@@ -428,6 +437,7 @@ def render(report: dict) -> str:
                 ]
                 for t in report["targets"]
             ],
+            left=2,
         ),
     ]
     return "\n".join(parts)
@@ -438,7 +448,19 @@ def write(report: dict, out: Path) -> list[Path]:
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
-    cols = ["implementation", "customers", "days", "threads", "rounds", "wall_s", "customer_days_per_s", "peak_bytes_per_customer", "ratio_to_kernel", "fresh_process"]
+    cols = [
+        "implementation",
+        "customers",
+        "days",
+        "threads",
+        "rounds",
+        "wall_s",
+        "customer_days_per_s",
+        "peak_bytes_per_customer",
+        "ratio_to_kernel",
+        "fresh_process",
+        "load_1min",
+    ]
     schema = pa.schema(
         [
             ("implementation", pa.string()),
@@ -451,6 +473,7 @@ def write(report: dict, out: Path) -> list[Path]:
             ("peak_bytes_per_customer", pa.float64()),
             ("ratio_to_kernel", pa.float64()),
             ("fresh_process", pa.bool_()),
+            ("load_1min", pa.float64()),
         ],
         metadata={"cvj.benchmarks": json.dumps({k: v for k, v in report.items() if k != "rows"})},
     )
@@ -545,6 +568,7 @@ def main(mode: str, out: Path, command: str) -> dict:
     import numpy
 
     t_start = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = _loadavg()
     p = plan(mode)
     print(f"benchmarks ({mode}): {len(p.cases)} rows; load average {load_before[0]:.2f}", file=sys.stderr)
@@ -555,7 +579,7 @@ def main(mode: str, out: Path, command: str) -> dict:
         rows.append(row)
         print(
             f"  {case.implementation:7s} {case.customers:>11,} x {case.days:>3} days, {case.threads} thr: "
-            f"{row['wall_s']:8.3f} s  {_si(row['customer_days_per_s'])} customer-days/s",
+            f"{row['wall_s']:8.3f} s  {_si(row['customer_days_per_s'])} customer-days/s  (load {row['load_1min']:.2f})",
             file=sys.stderr,
         )
     add_ratios(rows)
@@ -582,7 +606,7 @@ def main(mode: str, out: Path, command: str) -> dict:
         "meta": {
             "mode": mode,
             "command": command,
-            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "started_utc": started,
             "cpu": _cpu(),
             "cores": os.cpu_count(),
             "max_threads": numba.config.NUMBA_NUM_THREADS,

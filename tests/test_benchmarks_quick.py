@@ -28,6 +28,7 @@ COLUMNS = [
     "peak_bytes_per_customer",
     "ratio_to_kernel",
     "fresh_process",
+    "load_1min",
 ]
 
 

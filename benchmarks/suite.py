@@ -132,6 +132,41 @@ def _reset_peak() -> bool:
         return False
 
 
+class OtherCPU:
+    """Cores kept busy by *other* processes while a block runs: the machine's busy CPU
+    time (``/proc/stat``) minus this process's and its waited-for children's, over the
+    wall time. Unlike the load average it does not count the benchmark's own threads.
+    The kernel's clock ticks are 10 ms, so it is rough for blocks shorter than ~1 s."""
+
+    cores: float | None = None
+
+    def __enter__(self):
+        self._t0, self._busy0, self._own0 = time.perf_counter(), _machine_busy(), _own_cpu()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self._t0
+        busy = _machine_busy()
+        if busy is not None and self._busy0 is not None and wall > 0:
+            self.cores = max(0.0, ((busy - self._busy0) - (_own_cpu() - self._own0)) / wall)
+
+
+def _machine_busy() -> float | None:
+    """CPU seconds all cores spent busy since boot (None where there is no /proc/stat)."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def measure(case: Case, min_time: float, max_rounds: int) -> dict:
     """Time one case in this process (best of its rounds) and its peak memory (first round)."""
     if case.fresh_process:
@@ -140,25 +175,27 @@ def measure(case: Case, min_time: float, max_rounds: int) -> dict:
     run = impls.RUN[case.implementation]
     sc = impls.scenario(case.customers, case.days)
     walls, peak = [], None
-    while not walls or (sum(walls) < min_time and len(walls) < max_rounds):
-        first = not walls
-        tracked = first and _reset_peak()
-        before = status_bytes("VmRSS") if tracked else None
-        t0 = time.perf_counter()
-        result = run(sc, case.threads)
-        walls.append(time.perf_counter() - t0)
-        if tracked and before is not None:
-            peak = status_bytes("VmHWM") - before
-        del result
-    return _row(case, min(walls), len(walls), peak, load)
+    with OtherCPU() as others:
+        while not walls or (sum(walls) < min_time and len(walls) < max_rounds):
+            first = not walls
+            tracked = first and _reset_peak()
+            before = status_bytes("VmRSS") if tracked else None
+            t0 = time.perf_counter()
+            result = run(sc, case.threads)
+            walls.append(time.perf_counter() - t0)
+            if tracked and before is not None:
+                peak = status_bytes("VmHWM") - before
+            del result
+    return _row(case, min(walls), len(walls), peak, load, others.cores)
 
 
 def measure_fresh(case: Case) -> dict:
     """Run a case in a new interpreter: its peak memory is the process's, above the
     baseline of interpreter + imports + warmed-up kernels (see :mod:`benchmarks.isolated`)."""
     load = _loadavg()[0]
-    out = run_fresh(case)
-    row = _row(case, out["wall_s"], 1, out["peak_bytes"] - out["baseline_bytes"], load)
+    with OtherCPU() as others:
+        out = run_fresh(case)
+    row = _row(case, out["wall_s"], 1, out["peak_bytes"] - out["baseline_bytes"], load, others.cores)
     row["process_peak_bytes"] = out["peak_bytes"]
     row["process_baseline_bytes"] = out["baseline_bytes"]
     return row
@@ -172,7 +209,7 @@ def run_fresh(case: Case) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _row(case: Case, wall: float, rounds: int, peak: int | None, load: float) -> dict:
+def _row(case: Case, wall: float, rounds: int, peak: int | None, load: float, other_cores: float | None) -> dict:
     return {
         "implementation": case.implementation,
         "customers": case.customers,
@@ -185,6 +222,7 @@ def _row(case: Case, wall: float, rounds: int, peak: int | None, load: float) ->
         "ratio_to_kernel": None,
         "fresh_process": case.fresh_process,
         "load_1min": load,
+        "other_cores": other_cores,
     }
 
 
@@ -371,11 +409,12 @@ def render(report: dict) -> str:
         (
             f"{m['cpu']}, {m['cores']} cores, numba {m['numba']} ({m['threading_layer']} threads), numpy {m['numpy']}, "
             f"mesa {m['mesa']}, Python {m['python']}; load average (1 min) {m['load_before'][0]:.2f} before, "
-            f"{m['load_after'][0]:.2f} after; {m['duration_s']:.0f} s in all."
+            f"{m['load_after'][0]:.2f} after (both count this benchmark's own threads); other processes kept "
+            f"{m['other_cores'] or 0:.2f} cores busy on average while the rows ran; {m['duration_s']:.0f} s in all."
         ),
         "",
         _md(
-            ["implementation", "customers", "days", "threads", "rounds", "wall s", "customer-days/s", "peak bytes/customer", "x kernel", "load"],
+            ["implementation", "customers", "days", "threads", "rounds", "wall s", "customer-days/s", "peak bytes/customer", "x kernel", "others"],
             [
                 [
                     r["implementation"] + (" (fresh process)" if r["fresh_process"] else ""),
@@ -387,7 +426,7 @@ def render(report: dict) -> str:
                     _si(r["customer_days_per_s"]),
                     "-" if r["peak_bytes_per_customer"] is None else f"{r['peak_bytes_per_customer']:,.1f}",
                     _ratio(r["ratio_to_kernel"]),
-                    f"{r['load_1min']:.2f}",
+                    "-" if r["other_cores"] is None else f"{r['other_cores']:.2f}",
                 ]
                 for r in rows
             ],
@@ -395,7 +434,8 @@ def render(report: dict) -> str:
         "",
         (
             "x kernel: customer-days/s over the kernel's on the most threads at the same size; "
-            "load: 1-minute load average when the row started."
+            "others: cores kept busy by other processes during the row (machine's busy CPU time "
+            "from /proc/stat minus this benchmark's, over wall time; rough below ~1 s)."
         ),
         "",
     ]
@@ -460,6 +500,7 @@ def write(report: dict, out: Path) -> list[Path]:
         "ratio_to_kernel",
         "fresh_process",
         "load_1min",
+        "other_cores",
     ]
     schema = pa.schema(
         [
@@ -474,6 +515,7 @@ def write(report: dict, out: Path) -> list[Path]:
             ("ratio_to_kernel", pa.float64()),
             ("fresh_process", pa.bool_()),
             ("load_1min", pa.float64()),
+            ("other_cores", pa.float64()),
         ],
         metadata={"cvj.benchmarks": json.dumps({k: v for k, v in report.items() if k != "rows"})},
     )
@@ -574,14 +616,16 @@ def main(mode: str, out: Path, command: str) -> dict:
     print(f"benchmarks ({mode}): {len(p.cases)} rows; load average {load_before[0]:.2f}", file=sys.stderr)
     impls.warm_up(thread_counts())
     rows = []
-    for case in p.cases:
-        row = measure(case, p.min_time, p.max_rounds)
-        rows.append(row)
-        print(
-            f"  {case.implementation:7s} {case.customers:>11,} x {case.days:>3} days, {case.threads} thr: "
-            f"{row['wall_s']:8.3f} s  {_si(row['customer_days_per_s'])} customer-days/s  (load {row['load_1min']:.2f})",
-            file=sys.stderr,
-        )
+    with OtherCPU() as others:
+        for case in p.cases:
+            row = measure(case, p.min_time, p.max_rounds)
+            rows.append(row)
+            print(
+                f"  {case.implementation:7s} {case.customers:>11,} x {case.days:>3} days, {case.threads} thr: "
+                f"{row['wall_s']:8.3f} s  {_si(row['customer_days_per_s'])} customer-days/s  "
+                f"(load {row['load_1min']:.2f}, others {row['other_cores'] or 0:.2f} cores)",
+                file=sys.stderr,
+            )
     add_ratios(rows)
     pm = measure_fresh(p.memory_case)
     memory = {
@@ -617,6 +661,7 @@ def main(mode: str, out: Path, command: str) -> dict:
             "mesa": mesa.__version__,
             "load_before": load_before,
             "load_after": _loadavg(),
+            "other_cores": others.cores,
             "duration_s": time.perf_counter() - t_start,
             "timing": "wall seconds from the validated scenario to the last day, best of `rounds`, numba cache warm",
             "scenario": "default, resized with sim.load_scenario(None, {'market.customers': N, 'market.days': D})",

@@ -29,6 +29,7 @@ COLUMNS = [
     "ratio_to_kernel",
     "fresh_process",
     "load_1min",
+    "other_cores",
 ]
 
 

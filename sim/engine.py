@@ -151,8 +151,12 @@ class Engine:
 
     def _count_stages(self) -> np.ndarray:
         G = self.cm.n_segments
-        idx = (self.profile >> 4).astype(np.int64) * N_STAGES + self.stage
-        return np.bincount(idx, minlength=G * N_STAGES).reshape(G, N_STAGES)
+        out = np.zeros(G * N_STAGES, np.int64)
+        step = 1 << 20  # in blocks, so the int64 index costs 8 MiB, not 8 bytes per customer
+        for lo in range(0, self.stage.shape[0], step):
+            idx = (self.profile[lo : lo + step] >> 4).astype(np.int64) * N_STAGES + self.stage[lo : lo + step]
+            out += np.bincount(idx, minlength=G * N_STAGES)
+        return out.reshape(G, N_STAGES)
 
     @property
     def done(self) -> bool:

@@ -180,17 +180,21 @@ def _check_flows(stages, flows, sc, cm_sizes):
         assert flows[:, :, LAPSED, :K].sum() == 0
 
 
-def _no_nan(tables: dict):
+def _no_nan(tables: dict, sc):
+    commission = {name for name, ch in sc.channels.items() if ch.pricing == "commission"}
     for name, table in tables.items():
         for col in table.column_names:
             arr = table[col]
             if not pa.types.is_floating(arr.type):
                 continue
-            # an undefined KPI, or the budget of an offer row, is null (None), not NaN
+            # an undefined KPI, or the budget of an offer or commission row, is null (None), not NaN
             null = arr.is_null().to_numpy(zero_copy_only=False)
             values = arr.to_numpy(zero_copy_only=False)[~null]
             if name == "finance" and col == "budget":
-                np.testing.assert_array_equal(null, np.asarray(table["kind"].to_pylist()) == "offer")
+                no_budget = (np.asarray(table["kind"].to_pylist()) == "offer") | np.isin(
+                    np.asarray(table["item"].to_pylist()), list(commission)
+                )
+                np.testing.assert_array_equal(null, no_budget)
             assert not np.any(np.isnan(values)), f"NaN in {name}.{col}"
             assert np.all(np.isfinite(values)), f"inf in {name}.{col}"
 
@@ -214,7 +218,7 @@ def test_kernel_invariants_on_random_scenarios(sc):
     _check_flows(h.stages, h.flows, sc, sizes)
     tables = tables_of(e)
     assert_money_adds_up(sc, tables)
-    _no_nan(tables)
+    _no_nan(tables, sc)
     cu = tables["customers"]
     total = float(tables["finance"]["revenue"].to_numpy().sum())
     assert float(cu["revenue"].to_numpy().sum()) == total  # prices are exact in float32

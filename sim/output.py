@@ -21,7 +21,7 @@ class OutputError(OSError):
     """The output location cannot be used (exists, not writable, not a directory)."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -29,6 +29,18 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def writable_parent(target: Path) -> Path:
+    """Create ``target``'s parent if needed and check that it is writable."""
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory {parent}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"the output directory {parent} is not writable")
+    return parent
 
 
 class AtomicDir:
@@ -45,13 +57,7 @@ class AtomicDir:
             raise OutputError(f"{self.target} already exists; use --force to replace it")
         if self.target.exists() and not self.target.is_dir():
             raise OutputError(f"{self.target} exists and is not a directory")
-        parent = self.target.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the output directory {parent}: {exc.strerror or exc}") from None
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"the output directory {parent} is not writable")
+        parent = writable_parent(self.target)
         self._sweep_stale(parent)
         self.path = parent / f".{self.target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
@@ -66,7 +72,7 @@ class AtomicDir:
                 pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
             except (IndexError, ValueError):
                 continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 shutil.rmtree(p, ignore_errors=True)
 
     def commit(self) -> Path:

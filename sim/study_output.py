@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .output import OutputError, _pid_alive, read_metadata, write_table
+from .output import OutputError, pid_alive, read_metadata, writable_parent, write_table
 from .run import metadata
 
 #: the tables of one run (one partition each): what ``run_task`` returns
@@ -132,13 +132,7 @@ class StudyDir:
         self._created = False
         self._written = 0
         root = self.root
-        parent = root.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the output directory {parent}: {exc.strerror or exc}") from None
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"the output directory {parent} is not writable")
+        parent = writable_parent(root)
         if root.exists():
             if not root.is_dir():
                 raise OutputError(f"{root} exists and is not a directory")
@@ -207,7 +201,7 @@ class StudyDir:
         host, pid = holder
         if host != socket.gethostname():
             return holder  # cannot tell: assume it is alive
-        return holder if _pid_alive(pid) else None
+        return holder if pid_alive(pid) else None
 
     def _lock_error(self, holder) -> OutputError:
         host, pid = holder

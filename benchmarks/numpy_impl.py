@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.engine import History, _apply_flows
+from sim.engine import History, apply_flows
 from sim.model import Compiled, channel_reach, day_tables
 from sim.scenario import RESPONSIVENESS_LEVELS
 from sim.stages import (
@@ -145,7 +145,7 @@ class NumpyEngine:
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b
-        self.counts = _apply_flows(self.counts, flows)
+        self.counts = apply_flows(self.counts, flows)
         h.stages[d] = self.counts
         self.stock = reach.stock
         self.day = d

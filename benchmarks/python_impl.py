@@ -19,7 +19,7 @@ import random
 
 import numpy as np
 
-from sim.engine import History, _apply_flows
+from sim.engine import History, apply_flows
 from sim.model import Compiled, channel_reach, day_tables
 from sim.scenario import RESPONSIVENESS_LEVELS
 from sim.stages import (
@@ -111,7 +111,7 @@ class PythonEngine:
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b
-        self.counts = _apply_flows(self.counts, h.flows[d])
+        self.counts = apply_flows(self.counts, h.flows[d])
         h.stages[d] = self.counts
         self.stock = reach.stock
         self.day = d

@@ -210,13 +210,13 @@ class Engine:
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b
-        self.counts = _apply_flows(self.counts, flows)
+        self.counts = apply_flows(self.counts, flows)
         h.stages[d] = self.counts
         self.stock = reach.stock
         self.day = d
 
 
-def _apply_flows(counts: np.ndarray, flows: np.ndarray) -> np.ndarray:
+def apply_flows(counts: np.ndarray, flows: np.ndarray) -> np.ndarray:
     """Stage counts after a day's moves: advances go one stage on (lapsed: back to aware)."""
     out = counts.copy()
     advance = flows[:, :, :-1].sum(axis=-1)  # [G, 10]

@@ -15,7 +15,8 @@ and the customer's draw is SplitMix64 at position ``customer`` of that sub-strea
 is carried between draws: the same draw comes out on any thread count, in any process,
 on any machine. The per-day sub-key is computed once per day, so a customer-day costs
 one ``mix64``. (An earlier design packed day and purpose into the high bits of one
-counter; one finaliser round left EVENT and CHOICE draws visibly correlated.)
+counter under a single finaliser round; inputs that differ only in their high bits are
+the finaliser's weak case, so each (day, purpose) now gets a fully mixed sub-key.)
 """
 
 import numpy as np

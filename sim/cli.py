@@ -129,11 +129,12 @@ def run(scenario, out_dir, seed, customers, days, replications, first, threads, 
     err.print(f"{cdays:,} customer-days in {wall:.2f} s ({cdays / wall / 1e6:,.0f}M/s){where}")
 
 
-def _progress(quiet: bool) -> Progress:
+def _progress(quiet: bool, unit: str = "day") -> Progress:
+    """The progress bar of long commands, on stderr, only on a terminal."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("day {task.completed:,.0f}/{task.total:,.0f}"),
+        TextColumn(unit + " {task.completed:,.0f}/{task.total:,.0f}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -248,16 +249,7 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
                         link, graphs = board
                         note = "" if graphs else " (no graphs: the scheduler has no bokeh)"
                         err.print(f"Dask dashboard: {link}{note}")
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    TextColumn("run {task.completed:,.0f}/{task.total:,.0f}"),
-                    TimeElapsedColumn(),
-                    TimeRemainingColumn(),
-                    console=err,
-                    transient=True,
-                    disable=quiet or not err.is_terminal,
-                ) as bar:
+                with _progress(quiet, unit="run") as bar:
                     task = bar.add_task(f"comparing {len(st.variants)} variants", total=total)
 
                     def progress(n, _total):

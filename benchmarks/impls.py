@@ -2,23 +2,23 @@
 scenario from its validated form to the horizon (set-up included, output tables not).
 
 All of them run the same scenario: the bundled default resized with
-``sim.load_scenario(None, {"market.customers": N, "market.days": D})``.
+``cvj.load_scenario(None, {"market.customers": N, "market.days": D})``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import sim
-from sim.engine import Engine, use_threads
-from sim.model import compile_scenario
-from sim.scenario import Scenario
+import cvj
+from cvj.engine import Engine, use_threads
+from cvj.model import compile_scenario
+from cvj.scenario import Scenario
 
 KERNEL, NUMPY, MESA, PYTHON = "kernel", "numpy", "mesa", "python"
 #: in table order
 NAMES = (KERNEL, NUMPY, MESA, PYTHON)
 DESCRIPTION = {
-    KERNEL: "Numba day kernel via sim.engine.Engine",
+    KERNEL: "Numba day kernel via cvj.engine.Engine",
     NUMPY: "NumPy, vectorised in blocks (benchmarks/numpy_impl.py)",
     MESA: "pure-Mesa per-customer reference (sim/reference.py)",
     PYTHON: "pure-Python loop over customers (benchmarks/python_impl.py)",
@@ -29,7 +29,7 @@ THREADED = {KERNEL}
 
 def scenario(customers: int, days: int) -> Scenario:
     """The default scenario resized."""
-    return sim.load_scenario(None, {"market.customers": int(customers), "market.days": int(days)})
+    return cvj.load_scenario(None, {"market.customers": int(customers), "market.days": int(days)})
 
 
 def run_kernel(sc: Scenario, threads: int = 1):
@@ -54,7 +54,7 @@ def run_python(sc: Scenario, threads: int = 1):
 
 
 def run_mesa(sc: Scenario, threads: int = 1):
-    from sim.reference import simulate_reference
+    from cvj.reference import simulate_reference
 
     return simulate_reference(sc, seed=sc.market.seed)
 
@@ -66,7 +66,7 @@ def available(name: str) -> bool:
     """Whether an implementation can run here (the Mesa reference is another engineer's file)."""
     if name == MESA:
         try:
-            import sim.reference  # noqa: F401
+            import cvj.reference  # noqa: F401
         except ImportError:
             return False
     return True

@@ -15,7 +15,7 @@ than a straw man:
   the choice of outcome, cause and product, once per day for all blocks together.
 
 The per-day tables (saturating reach, referrals, take rates: everything that couples
-customers) come from :func:`sim.model.channel_reach` and :func:`sim.model.day_tables`,
+customers) come from :func:`cvj.model.channel_reach` and :func:`cvj.model.day_tables`,
 exactly as the engine computes them; the per-customer work, which is what is being
 compared, is written here from ``docs/model.md``. The random numbers are NumPy's, not
 the kernel's counter-based ones, so the two agree in distribution, not draw by draw
@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.engine import History, apply_flows
-from sim.model import Compiled, channel_reach, day_tables
-from sim.scenario import RESPONSIVENESS_LEVELS
-from sim.stages import (
+from cvj.engine import History, apply_flows
+from cvj.model import Compiled, channel_reach, day_tables
+from cvj.scenario import RESPONSIVENESS_LEVELS
+from cvj.stages import (
     AWARE,
     CAUSE_REFERRAL,
     ENGAGED,
@@ -55,7 +55,7 @@ _U32_MAX = np.uint64(0xFFFFFFFF)
 class NumpyEngine:
     """The customers of one (scenario, replication), advanced one day per :meth:`step`.
 
-    Same interface as :class:`sim.engine.Engine` where the benchmarks need it
+    Same interface as :class:`cvj.engine.Engine` where the benchmarks need it
     (``step``, ``done``, ``day``, ``history``, ``counts``).
 
     Parameters

@@ -6,8 +6,8 @@ state in ``bytearray`` and ``list``, the day's tables as nested lists, one
 library's Mersenne Twister, the fastest generator plain Python has), and the choice
 of outcome, cause and product only for the few customers something happens to.
 
-The per-day tables come from :func:`sim.model.channel_reach` and
-:func:`sim.model.day_tables`, as in the engine and in :mod:`benchmarks.numpy_impl`;
+The per-day tables come from :func:`cvj.model.channel_reach` and
+:func:`cvj.model.day_tables`, as in the engine and in :mod:`benchmarks.numpy_impl`;
 the per-customer work, which is what is being compared, is written here from
 ``docs/model.md``. ``tests/test_benchmark_models.py`` checks it is the same model in
 distribution.
@@ -19,10 +19,10 @@ import random
 
 import numpy as np
 
-from sim.engine import History, apply_flows
-from sim.model import Compiled, channel_reach, day_tables
-from sim.scenario import RESPONSIVENESS_LEVELS
-from sim.stages import (
+from cvj.engine import History, apply_flows
+from cvj.model import Compiled, channel_reach, day_tables
+from cvj.scenario import RESPONSIVENESS_LEVELS
+from cvj.stages import (
     AWARE,
     CAUSE_REFERRAL,
     ENGAGED,
@@ -42,7 +42,7 @@ NONE = 255
 class PythonEngine:
     """The customers of one (scenario, replication), advanced one day per :meth:`step`.
 
-    Same interface as :class:`sim.engine.Engine` where the benchmarks need it.
+    Same interface as :class:`cvj.engine.Engine` where the benchmarks need it.
     """
 
     def __init__(self, compiled: Compiled, replication: int = 0):

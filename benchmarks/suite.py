@@ -63,7 +63,7 @@ class Plan:
 
 
 def thread_counts() -> list[int]:
-    import kernels
+    from cvj import kernels
 
     top = kernels.max_threads()
     return sorted({t for t in (1, 2, top) if t <= top})
@@ -254,12 +254,12 @@ def _env(**extra) -> dict:
 
 
 def cvj_command() -> list[str]:
-    """``cvj`` of this interpreter's environment (``python -m sim`` if the script is missing)."""
+    """``cvj`` of this interpreter's environment (``python -m cvj`` if the script is missing)."""
     script = Path(sys.executable).parent / "cvj"
     if script.exists():
         return [str(script)]
     found = shutil.which("cvj")
-    return [found] if found else [sys.executable, "-m", "sim"]
+    return [found] if found else [sys.executable, "-m", "cvj"]
 
 
 def cold_start(overrides: tuple[str, ...]) -> list[dict]:
@@ -647,7 +647,7 @@ def main(mode: str, out: Path, command: str) -> dict:
     }
     print("  cold start ...", file=sys.stderr)
     cold = cold_start(p.cold_start_overrides)
-    import kernels  # noqa: F401  (loaded by the warm-up)
+    from cvj import kernels  # noqa: F401  (loaded by the warm-up)
 
     report = {
         "meta": {
@@ -667,7 +667,7 @@ def main(mode: str, out: Path, command: str) -> dict:
             "other_cores": others.cores,
             "duration_s": time.perf_counter() - t_start,
             "timing": "wall seconds from the validated scenario to the last day, best of `rounds`, numba cache warm",
-            "scenario": "default, resized with sim.load_scenario(None, {'market.customers': N, 'market.days': D})",
+            "scenario": "default, resized with cvj.load_scenario(None, {'market.customers': N, 'market.days': D})",
         },
         "rows": rows,
         "memory": memory,

@@ -36,7 +36,7 @@ NEVER = np.uint16(0xFFFF)
 _S32 = np.uint64(32)
 _S60 = np.uint64(60)
 
-# stage ids (mirrors sim.stages; kernels do not import sim)
+# stage ids (mirrors cvj.stages; kernels do not import cvj)
 _UNAWARE, _AWARE, _ENGAGED, _SUBSCRIBED, _CONVERTED, _EXCITED = 0, 1, 2, 3, 4, 5
 _PROMOTER, _LAPSED = 8, 9
 _REFERRAL = 1

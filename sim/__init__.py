@@ -2,9 +2,9 @@
 
 Plain-Python API (the ``cvj`` CLI is a thin layer over it)::
 
-    import sim
-    sc = sim.load_scenario("scenarios/default.toml")   # or sim.load_scenario() for the default
-    result = sim.run(sc, replications=1, threads=2)
+    import cvj
+    sc = cvj.load_scenario("scenarios/default.toml")   # or cvj.load_scenario() for the default
+    result = cvj.run(sc, replications=1, threads=2)
     result.tables["summary"].to_pandas()
     result.write("results", force=True)
 
@@ -16,18 +16,18 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Scenario": "sim.scenario",
-    "ScenarioError": "sim.scenario",
-    "default_scenario_path": "sim.scenario",
-    "load_scenario": "sim.scenario",
-    "STAGES": "sim.stages",
-    "Engine": "sim.engine",
-    "compile_scenario": "sim.model",
-    "OutputError": "sim.output",
+    "Scenario": "cvj.scenario",
+    "ScenarioError": "cvj.scenario",
+    "default_scenario_path": "cvj.scenario",
+    "load_scenario": "cvj.scenario",
+    "STAGES": "cvj.stages",
+    "Engine": "cvj.engine",
+    "compile_scenario": "cvj.model",
+    "OutputError": "cvj.output",
 }
 
-# ``sim.run`` is both a module and the function; bind the function eagerly so that a
-# later ``import sim.run`` elsewhere cannot shadow it (sim.run stays light to import).
+# ``cvj.run`` is both a module and the function; bind the function eagerly so that a
+# later ``import cvj.run`` elsewhere cannot shadow it (cvj.run stays light to import).
 from .run import RunResult, run  # noqa: E402
 
 __all__ = ["__version__", "RunResult", "run", *_LAZY]
@@ -38,7 +38,7 @@ def __getattr__(name):
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    raise AttributeError(f"module 'cvj' has no attribute {name!r}")
 
 
 def __dir__():

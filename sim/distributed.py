@@ -1,21 +1,21 @@
 """Run studies on a Dask cluster (``dask.distributed``).
 
 Every (variant, replication) of a study is one Dask task,
-``sim.study.run_task(study_json, variant, replication)``: pure, keyed random numbers,
+``cvj.study.run_task(study_json, variant, replication)``: pure, keyed random numbers,
 so a run gives the same tables on any worker, and a study on a cluster gives the same
 tables as a local one. The tasks return Arrow tables; the client (the process that
 calls :func:`compare`) writes each run's partition as it arrives (see
-:mod:`sim.study_output`), so workers need this package but no access to the output.
+:mod:`cvj.study_output`), so workers need this package but no access to the output.
 
 ::
 
-    from sim.distributed import compare, dask_executor
+    from cvj.distributed import compare, dask_executor
     res = compare("study.toml", scheduler="tcp://10.0.0.5:8786", out="studies/x")
     res = compare("study.toml", workers=4, out="studies/x", resume=True)   # a LocalCluster
 
     with dask_executor("tcp://10.0.0.5:8786") as ex:                    # or workers=4
         print(ex.describe())
-        res = sim.study.compare(study, executor=ex, out="studies/x")
+        res = cvj.study.compare(study, executor=ex, out="studies/x")
 
 Failures: a task that raises is run again up to ``retries`` times (Dask's
 ``Client.submit(retries=)``); a task whose worker dies (killed, out of memory, lost
@@ -52,7 +52,7 @@ def _on_worker(fn, threads, version, host_slots, *args):
 
     if here != version:
         raise RuntimeError(f"this worker has cvj {here}, the client cvj {version}: install the same version everywhere")
-    import kernels
+    from . import kernels
 
     from .engine import use_threads
 
@@ -88,7 +88,7 @@ def _fair_share(host_slots: dict[str, int]) -> int:
 
 class DaskExecutor:
     """``submit(fn, *args)`` on a Dask client, returning ``concurrent.futures`` futures
-    (what :func:`sim.study.compare` takes as ``executor``)."""
+    (what :func:`cvj.study.compare` takes as ``executor``)."""
 
     def __init__(self, client, *, threads: int | None = None, retries: int = DEFAULT_RETRIES, cluster=None):
         self.client = client
@@ -171,9 +171,9 @@ def _check_workers(client, address: str, timeout: float) -> None:
 
     def probe():  # sent by value: it must run where cvj may be missing
         try:
-            import sim
+            import cvj
 
-            return sim.__version__
+            return cvj.__version__
         except Exception as exc:  # noqa: BLE001
             return f"cannot import cvj ({exc})"
 
@@ -196,7 +196,7 @@ def dask_executor(
     retries: int = DEFAULT_RETRIES,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Iterator[DaskExecutor]:
-    """A Dask executor for :func:`sim.study.compare`: on the cluster at ``scheduler``
+    """A Dask executor for :func:`cvj.study.compare`: on the cluster at ``scheduler``
     (``tcp://HOST:PORT``), or on a ``LocalCluster`` of ``workers`` processes started
     here and stopped at the end.
 
@@ -270,7 +270,7 @@ def compare(
     timeout: float = DEFAULT_TIMEOUT,
     **kwargs,
 ):
-    """:func:`sim.study.compare` on a Dask cluster (``scheduler``) or a local one
+    """:func:`cvj.study.compare` on a Dask cluster (``scheduler``) or a local one
     (``workers``); ``kwargs`` (``out``, ``resume``, ``force``, ``progress``,
     ``target_halfwidth``) are passed on. The result equals a local run's."""
     from .engine import check_memory

@@ -63,7 +63,7 @@ def use_threads(n: int | None):
     if n is None:
         yield
         return
-    import kernels
+    from . import kernels
 
     top = kernels.max_threads()
     if not 1 <= n <= top:
@@ -104,7 +104,7 @@ class Engine:
     """
 
     def __init__(self, compiled: Compiled, replication: int = 0, track_customers: bool = False):
-        import kernels  # numba loads on first use, so validating a scenario starts fast
+        from . import kernels  # numba loads on first use, so validating a scenario starts fast
 
         self._k = kernels
         cm = compiled

@@ -1,7 +1,7 @@
 """The strategist's world in Mesa: channels and a marketer around the journey kernel.
 
 One :meth:`JourneyModel.step` is one simulated day. The customers stay in the
-kernel's arrays (:class:`sim.engine.Engine`); the Mesa agents are the few things a
+kernel's arrays (:class:`cvj.engine.Engine`); the Mesa agents are the few things a
 strategist reasons about:
 
 - a :class:`ChannelAgent` per channel: today's budget, what it spent and bought, and
@@ -14,7 +14,7 @@ strategist reasons about:
 
 A Mesa :class:`~mesa.DataCollector` records model-level KPIs every day
 (``kpis_daily``). Under the ``fixed`` policy the engine is driven exactly as
-:func:`sim.run.simulate` drives it, so the journey tables are identical to
+:func:`cvj.run.simulate` drives it, so the journey tables are identical to
 ``cvj run`` with the same seed and replication.
 
 How the marketer values a channel (a documented heuristic, not part of the kernel's
@@ -290,7 +290,7 @@ class JourneyModel(mesa.Model):
     Parameters
     ----------
     compiled : Compiled
-        The compiled scenario (:func:`sim.model.compile_scenario`).
+        The compiled scenario (:func:`cvj.model.compile_scenario`).
     replication : int
         Random stream with the scenario's seed (the same as ``cvj run --replication``).
     marketer : MarketerSettings, optional
@@ -349,7 +349,7 @@ class JourneyModel(mesa.Model):
         e = self.engine
         d = e.day + 1
         if self.settings.policy == "fixed":
-            budgets = None  # the scenario's plan, exactly as sim.run drives the engine
+            budgets = None  # the scenario's plan, exactly as cvj.run drives the engine
         else:
             budgets = np.array([a.plan(d) for a in self.channels])
         e.step(budgets)
@@ -399,7 +399,7 @@ class JourneyModel(mesa.Model):
 
     # -- results ------------------------------------------------------------------
     def tables(self) -> dict[str, pa.Table]:
-        """The run's tables: the engine's (as :func:`sim.run.tables_of`), the marketer's
+        """The run's tables: the engine's (as :func:`cvj.run.tables_of`), the marketer's
         ``budget_moves`` and the DataCollector's ``kpis_daily``."""
         out = tables_of(self.engine)
         moves = self.datacollector.tables["budget_moves"]

@@ -1,6 +1,6 @@
 """From a validated scenario to arrays, and the small tables computed between days.
 
-:func:`compile_scenario` resolves a :class:`~sim.scenario.Scenario` once into a frozen
+:func:`compile_scenario` resolves a :class:`~cvj.scenario.Scenario` once into a frozen
 :class:`Compiled` of read-only numpy arrays. :func:`day_tables` turns yesterday's
 aggregates (stage counts, channel carry-over stocks) and today's budgets into the
 tables the day kernel reads. This is where everything that couples customers lives:

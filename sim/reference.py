@@ -2,8 +2,8 @@
 
 This is the oracle the kernel is tested against where no closed form exists. It is
 written from ``docs/model.md`` alone: it does not call or port ``kernels/`` or the day
-tables of :mod:`sim.model`. Only the scenario parser (:mod:`sim.scenario`) and the stage
-constants (:mod:`sim.stages`) are shared. Every customer is a :class:`mesa.Agent` with a
+tables of :mod:`cvj.model`. Only the scenario parser (:mod:`cvj.scenario`) and the stage
+constants (:mod:`cvj.stages`) are shared. Every customer is a :class:`mesa.Agent` with a
 :meth:`Customer.step` (one day); the model is a :class:`mesa.Model` seeded through its
 ``rng`` (a :class:`numpy.random.Generator`), and every random number a customer uses
 comes from that generator, not from the kernel's counter-based streams.
@@ -20,12 +20,12 @@ The mechanics deliberately differ from the kernel's while following the same law
 
 Public API (used by the tests and by the benchmarks)::
 
-    from sim.reference import simulate_reference
+    from cvj.reference import simulate_reference
     out = simulate_reference(scenario, seed=1, days=30)
     out["stages"]         # int64[D+1, G, 10] customers by segment and stage, row 0 = start
     out["offer_units"]    # int64[D+1, O]
     out["channel_spend"]  # float64[D+1, C]
-    out["summary"]        # dict with the keys of sim.results.summary
+    out["summary"]        # dict with the keys of cvj.results.summary
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ReferenceModel(mesa.Model):
     Parameters
     ----------
     scenario : Scenario
-        A validated scenario (``sim.load_scenario`` / ``sim.scenario.validate_scenario``).
+        A validated scenario (``cvj.load_scenario`` / ``cvj.scenario.validate_scenario``).
     seed : int
         Seeds the model's ``rng`` (numpy Generator); all randomness comes from it.
     days : int, optional
@@ -446,7 +446,7 @@ def simulate_reference(scenario: Scenario, seed: int, days: int | None = None) -
         ``offer_units`` int64[D+1, O] (``offer_units_by_segment`` [D+1, G, O]);
         ``channel_units``, ``channel_spend``, ``channel_budget`` float64[D+1, C];
         ``referred`` int64[D+1]: referred sales; ``revenue_by_segment`` float64[G];
-        ``summary``: the KPIs, with the keys of :func:`sim.results.summary`.
+        ``summary``: the KPIs, with the keys of :func:`cvj.results.summary`.
     """
     model = ReferenceModel(scenario, seed, days)
     while model.day < model.D:

@@ -2,9 +2,9 @@
 
 Every operation of the ``cvj`` CLI is a plain call here::
 
-    import sim
-    sc = sim.load_scenario()                  # the bundled default
-    res = sim.run(sc, replications=2)         # Arrow tables in res.tables
+    import cvj
+    sc = cvj.load_scenario()                  # the bundled default
+    res = cvj.run(sc, replications=2)         # Arrow tables in res.tables
     res.write("results")                      # atomic Parquet output
 """
 

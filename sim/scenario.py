@@ -391,7 +391,7 @@ def default_scenario_path() -> Path:
     here = Path(__file__).resolve().parent.parent / "scenarios" / "default.toml"
     if here.is_file():
         return here
-    return Path(str(resources.files("sim.scenarios").joinpath("default.toml")))
+    return Path(str(resources.files("cvj.scenarios").joinpath("default.toml")))
 
 
 def read_toml(path: str | os.PathLike) -> dict:

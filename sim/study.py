@@ -2,7 +2,7 @@
 common random numbers and paired confidence intervals.
 
 A study file is TOML with ``format = 1``, validated like a scenario (unknown keys are
-errors; every error is a :class:`~sim.scenario.ScenarioError` naming the key path and
+errors; every error is a :class:`~cvj.scenario.ScenarioError` naming the key path and
 the value)::
 
     format = 1
@@ -14,7 +14,7 @@ the value)::
     baseline = "price_9"
     kpis = ["profit", "conversions", "cac", "roas"]
 
-    [marketer]                         # every variant's marketer (sim.mesa_model.MarketerSettings)
+    [marketer]                         # every variant's marketer (cvj.mesa_model.MarketerSettings)
     policy = "fixed"
 
     [variants.free]
@@ -28,10 +28,10 @@ Overrides name fields of the scenario by dotted path; a path that the scenario (
 its defaults filled in) does not have is an error, so a typo cannot become a new key.
 
 Every (variant, replication) is one pure task, :func:`run_task`; :func:`compare`
-runs them on an executor (by default a local process pool; :mod:`sim.distributed` for
+runs them on an executor (by default a local process pool; :mod:`cvj.distributed` for
 Dask) and computes the paired contrasts. With ``out=DIR`` each run's tables are written
 by this process as soon as the run is back, and ``resume=True`` skips the runs already
-in DIR (:mod:`sim.study_output`). With common random numbers (the default) replication ``r`` of every variant
+in DIR (:mod:`cvj.study_output`). With common random numbers (the default) replication ``r`` of every variant
 uses the same random stream keys, so replication ``r`` of a variant equals a standalone
 ``cvj run`` of its scenario with ``--replication r``.
 """
@@ -414,7 +414,7 @@ def run_task(study: Study | str, variant: str, replication: int) -> dict[str, pa
 def _worker_init(threads: int) -> None:
     # Ctrl-C goes to the whole process group: the parent alone decides what to do
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import kernels
+    from . import kernels
 
     kernels.set_threads(max(1, min(threads, kernels.max_threads())))
 
@@ -628,7 +628,7 @@ class StudyResult:
 
     def write(self, out: str | os.PathLike, force: bool = False) -> Path:
         """Write every table as Parquet under ``out``, the way :func:`compare` with
-        ``out=`` does (see :class:`sim.study_output.StudyDir`)."""
+        ``out=`` does (see :class:`cvj.study_output.StudyDir`)."""
         from .study_output import StudyDir
 
         missing = [k for k in tasks_of(self.study) if k not in self.parts]
@@ -666,7 +666,7 @@ def compare(
     Parameters
     ----------
     study : Study or path
-    out : path or sim.study_output.StudyDir, optional
+    out : path or cvj.study_output.StudyDir, optional
         Write the tables here as Parquet: every run's partition as soon as the run is
         back (in this process, whatever runs the tasks), the study tables (``runs``,
         ``contrasts``) at the end, then ``_cvj.json`` is marked complete. Without
@@ -684,7 +684,7 @@ def compare(
         Results do not depend on it.
     executor : concurrent.futures.Executor-like, optional
         Any object whose ``submit(fn, *args)`` returns a future with ``result()``, e.g.
-        :func:`sim.distributed.dask_executor`. Tasks are
+        :func:`cvj.distributed.dask_executor`. Tasks are
         ``run_task(study_json, variant, replication)`` with plain arguments.
         ``workers`` and ``threads`` are then ignored.
     progress : callable(done, total), optional

@@ -1,8 +1,8 @@
 """The output directory of a study, written run by run and resumable.
 
 One mechanism for every way a study runs (in this process, a local process pool, a
-Dask cluster) and for :meth:`sim.study.StudyResult.write`: the process that calls
-:func:`sim.study.compare` (the *client*) writes every run's tables as soon as the run
+Dask cluster) and for :meth:`cvj.study.StudyResult.write`: the process that calls
+:func:`cvj.study.compare` (the *client*) writes every run's tables as soon as the run
 comes back, and the study tables at the end. Workers never touch ``DIR``, so they need
 no shared storage and no write access.
 
@@ -104,7 +104,7 @@ class StudyDir:
     Parameters
     ----------
     root : path
-    study : sim.study.Study
+    study : cvj.study.Study
     resume : bool
         ``DIR`` may exist and hold this study (or be empty): partitions already done
         are kept (:attr:`done`) and the others are (re)written. A missing ``DIR`` is
@@ -314,7 +314,7 @@ class StudyDir:
 
     def finish(self, target_halfwidth: dict[str, float] | None = None):
         """Compute the study tables from all partitions in ``DIR``, write them, and mark
-        ``DIR`` complete. Returns the :class:`sim.study.StudyResult` (without the
+        ``DIR`` complete. Returns the :class:`cvj.study.StudyResult` (without the
         per-day tables, which are in ``DIR``)."""
         from .study import StudyResult, contrasts
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.scenario import default_scenario_path, read_toml, validate_scenario
-from sim.stages import STAGES
+from cvj.scenario import default_scenario_path, read_toml, validate_scenario
+from cvj.stages import STAGES
 
 #: family-wise error rate of every statistical family in these tests
 FAMILY_ALPHA = 0.001

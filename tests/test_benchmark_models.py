@@ -26,13 +26,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sim
+import cvj
 from benchmarks.numpy_impl import NumpyEngine
 from benchmarks.python_impl import PythonEngine
-from sim.engine import Engine
-from sim.model import compile_scenario
-from sim.scenario import RESPONSIVENESS_LEVELS
-from sim.stages import N_STAGES, STAGES
+from cvj.engine import Engine
+from cvj.model import compile_scenario
+from cvj.scenario import RESPONSIVENESS_LEVELS
+from cvj.stages import N_STAGES, STAGES
 
 from .stat_checks import NO_JIT, per_test_alpha, two_sided_z
 
@@ -50,7 +50,7 @@ BUSY = {
 
 
 def _run(cls, customers, days, overrides=None):
-    sc = sim.load_scenario(None, {"market.customers": customers, "market.days": days, **(overrides or {})})
+    sc = cvj.load_scenario(None, {"market.customers": customers, "market.days": days, **(overrides or {})})
     e = cls(compile_scenario(sc))
     while not e.done:
         e.step()

@@ -13,7 +13,7 @@ INVALID = Path(__file__).parent / "invalid"
 
 
 def cvj(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "sim", *map(str, args)], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "cvj", *map(str, args)], capture_output=True, text=True, **kw)
 
 
 def assert_user_error(p, fragment):
@@ -25,7 +25,7 @@ def assert_user_error(p, fragment):
 
 
 def test_validate_default():
-    from sim import default_scenario_path
+    from cvj import default_scenario_path
 
     p = cvj("validate", default_scenario_path())
     assert p.returncode == 0, p.stderr
@@ -79,7 +79,7 @@ def test_error_paths(tmp_path):
 def test_a_killed_run_leaves_nothing_at_dir(tmp_path, sig):
     out = tmp_path / "res"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim", "run", "--customers", "2000000", "--days", "20000", "--out", str(out), "-q"],
+        [sys.executable, "-m", "cvj", "run", "--customers", "2000000", "--days", "20000", "--out", str(out), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -3,7 +3,7 @@
 1. With referrals off and channel exposure constant (CPM without carry-over, a
    commission channel), every (segment, responsiveness level) subpopulation is a
    time-homogeneous Markov chain on the ten stages. Its one-day matrix is built here
-   from docs/model.md, checked against ``sim.model.daily_transition_matrix``, and the
+   from docs/model.md, checked against ``cvj.model.daily_transition_matrix``, and the
    kernel's ``daily_stages`` are tested against ``p0 . P^t`` on several days.
 2. With only word of mouth on, the aware share follows the discrete-time Bass
    recursion ``F' = F + (1 - F)(1 - exp(-(h_p + q F)))``.
@@ -21,15 +21,15 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-import sim
-from sim.engine import Engine
-from sim.model import (
+import cvj
+from cvj.engine import Engine
+from cvj.model import (
     channel_reach,
     compile_scenario,
     daily_transition_matrix,
     day_tables,
 )
-from sim.stages import (
+from cvj.stages import (
     AWARE,
     EXCITED,
     LAPSED,
@@ -178,7 +178,7 @@ def markov_run():
     sc = scenario(MARKOV)
     cm = compile_scenario(sc)
     e0 = Engine(cm, replication=0)
-    res = sim.run(sc, replications=[0])
+    res = cvj.run(sc, replications=[0])
     return sc, cm, e0, res
 
 
@@ -339,7 +339,7 @@ def bass_mean_field(q: float, F0: float, days: int, N: int):
 @pytest.fixture(scope="module")
 def bass_run():
     sc = scenario(BASS)
-    res = sim.run(sc, replications=[0])
+    res = cvj.run(sc, replications=[0])
     ds = res.tables["daily_stages"]
     st = np.asarray(ds["customers"].to_numpy()).reshape(BASS_DAYS + 1, 1, N_STAGES)[:, 0]
     return sc, st
@@ -382,8 +382,8 @@ def test_money_identities_on_the_default_scenario():
     """The bundled default (full market, a year) with the customers table."""
     N = 50_000 if NO_JIT else 1_000_000
     D = 60 if NO_JIT else 365
-    sc = sim.load_scenario(overrides={"market.customers": N, "market.days": D})
-    res = sim.run(sc, customers_table=True)
+    sc = cvj.load_scenario(overrides={"market.customers": N, "market.days": D})
+    res = cvj.run(sc, customers_table=True)
     assert_money_adds_up(sc, res.tables)
     row = res.tables["summary"].to_pylist()[0]
     assert row["conversions"] > 0 and row["spend"] > 0
@@ -423,7 +423,7 @@ def test_money_identities_with_payback_and_schedules():
         },
     }
     sc = scenario(raw)
-    res = sim.run(sc, customers_table=True)
+    res = cvj.run(sc, customers_table=True)
     assert_money_adds_up(sc, res.tables)
     row = res.tables["summary"].to_pylist()[0]
     assert row["payback_day"] is not None

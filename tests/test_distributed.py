@@ -25,10 +25,10 @@ import cloudpickle
 import pyarrow.parquet as pq
 import pytest
 
-import sim.distributed
-from sim.distributed import ClusterError, DaskExecutor, _on_worker, dask_executor
-from sim.study import compare, load_study, tasks_of
-from sim.study_output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
+import cvj.distributed
+from cvj.distributed import ClusterError, DaskExecutor, _on_worker, dask_executor
+from cvj.study import compare, load_study, tasks_of
+from cvj.study_output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "scenarios" / "default.toml"
@@ -201,7 +201,7 @@ def test_local_cluster_gives_the_local_tables(study_file, local_out, local_clust
 def test_scheduler_and_workers_give_the_local_tables_through_the_cli(study_file, local_out, localhost_cluster, tmp_path):
     out = tmp_path / "out"
     p = subprocess.run(
-        [sys.executable, "-m", "sim", "compare", str(study_file), "--out", str(out),
+        [sys.executable, "-m", "cvj", "compare", str(study_file), "--out", str(out),
          "--scheduler", localhost_cluster.address, "--threads", "1", "-q"],
         check=False, capture_output=True, text=True, timeout=STUDY_DEADLINE,
     )
@@ -321,8 +321,8 @@ def test_retries_run_again_a_task_that_raised(local_cluster, tmp_path):
 
 
 def test_kernel_threads_default_to_a_fair_share_of_the_machine(local_cluster):
-    import kernels
-    from sim.distributed import _cores
+    from cvj import kernels
+    from cvj.distributed import _cores
 
     shared = DaskExecutor(local_cluster.client)  # threads=None
     assert shared.host_slots == {"127.0.0.1": 2}
@@ -333,12 +333,12 @@ def test_kernel_threads_default_to_a_fair_share_of_the_machine(local_cluster):
 def test_a_worker_with_another_cvj_version_refuses_tasks():
     with pytest.raises(RuntimeError, match="install the same version everywhere"):
         _on_worker(len, None, "0.0.0-other", {}, "abc")
-    assert _on_worker(len, 1, sim.__version__, {}, "abc") == 3
-    assert _on_worker(len, None, sim.__version__, {}, "abc") == 3
+    assert _on_worker(len, 1, cvj.__version__, {}, "abc") == 3
+    assert _on_worker(len, None, cvj.__version__, {}, "abc") == 3
 
 
 def test_workers_without_this_cvj_or_no_workers_are_clear_errors():
-    from sim.distributed import _check_workers
+    from cvj.distributed import _check_workers
 
     class FakeClient:
         def __init__(self, versions, joined=True):
@@ -349,12 +349,12 @@ def test_workers_without_this_cvj_or_no_workers_are_clear_errors():
                 raise TimeoutError
 
         def run(self, fn):
-            assert fn() == sim.__version__  # the probe, run here
+            assert fn() == cvj.__version__  # the probe, run here
             return self.versions
 
-    _check_workers(FakeClient({"tcp://a:1": sim.__version__}), "tcp://s:1", 1)
+    _check_workers(FakeClient({"tcp://a:1": cvj.__version__}), "tcp://s:1", 1)
     with pytest.raises(ClusterError, match=r"1 of 2 Dask workers do not run cvj .*tcp://b:1: cannot import cvj"):
-        _check_workers(FakeClient({"tcp://a:1": sim.__version__, "tcp://b:1": "cannot import cvj (x)"}), "tcp://s:1", 1)
+        _check_workers(FakeClient({"tcp://a:1": cvj.__version__, "tcp://b:1": "cannot import cvj (x)"}), "tcp://s:1", 1)
     with pytest.raises(ClusterError, match="no worker joined the Dask scheduler at tcp://s:1 within 1 s"):
         _check_workers(FakeClient({}, joined=False), "tcp://s:1", 1)
 
@@ -374,10 +374,10 @@ def test_cvj_without_dask_options_does_not_import_dask(tmp_path):
     tiny.write_text(STUDY.replace("replications = 3", "replications = 2").replace("customers = 10000", "customers = 500"))
     code = (
         "import sys\n"
-        "from sim.cli import main\n"
+        "from cvj.cli import main\n"
         f"try:\n    main(['compare', {str(tiny)!r}, '--workers', '1', '--out', {str(tmp_path / 'o')!r}, '-q'])\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed') or m == 'sim.distributed'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed') or m == 'cvj.distributed'))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -387,7 +387,7 @@ def test_cvj_without_dask_options_does_not_import_dask(tmp_path):
 def test_dask_options_on_the_command_line(study_file, tmp_path):
     from click.testing import CliRunner
 
-    from sim.cli import main
+    from cvj.cli import main
 
     for args, message in (
         (["--workers", "2", "--dask-workers", "2"], "--workers and --dask-workers exclude each other"),
@@ -406,7 +406,7 @@ def test_dask_options_on_the_command_line(study_file, tmp_path):
 def test_readme_cluster_section_uses_real_options():
     from click.testing import CliRunner
 
-    from sim.cli import main
+    from cvj.cli import main
 
     text = (ROOT / "README.md").read_text()
     assert "## Running on a cluster" in text

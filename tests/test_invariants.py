@@ -3,7 +3,7 @@
 Hypothesis builds valid scenario documents (1-3 segments, any mix of organic movement,
 lapse, reactivation, referrals, 0-4 channels of every pricing model, offers with
 upsells; up to 1,500 customers and 25 days), validates them with
-``sim.scenario.validate_scenario`` and runs them through the kernel, following every
+``cvj.scenario.validate_scenario`` and runs them through the kernel, following every
 customer from day to day, and through the Mesa reference. On every run:
 
 - customers per day (and per segment) are constant;
@@ -27,12 +27,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.engine import Engine, use_threads
-from sim.model import compile_scenario
-from sim.reference import simulate_reference
-from sim.run import tables_of
-from sim.scenario import validate_scenario
-from sim.stages import AWARE, JOURNEY, LAPSED, N_STAGES, PROMOTER, STAGES, UNAWARE
+from cvj.engine import Engine, use_threads
+from cvj.model import compile_scenario
+from cvj.reference import simulate_reference
+from cvj.run import tables_of
+from cvj.scenario import validate_scenario
+from cvj.stages import AWARE, JOURNEY, LAPSED, N_STAGES, PROMOTER, STAGES, UNAWARE
 from tests.stat_checks import assert_money_adds_up
 
 PUSHABLE = STAGES[:PROMOTER]  # a push moves people on from these
@@ -241,7 +241,7 @@ def test_kernel_invariants_on_random_scenarios(sc):
 @given(sc=scenarios())
 def test_reference_invariants_on_random_scenarios(sc):
     """The oracle itself keeps the same books (on at most 300 customers)."""
-    from sim.scenario import apply_overrides
+    from cvj.scenario import apply_overrides
 
     raw = apply_overrides(sc.model_dump(mode="json"), {"market.customers": min(300, sc.market.customers)})
     sc = validate_scenario(raw)

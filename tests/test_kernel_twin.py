@@ -4,10 +4,10 @@ counter-based random numbers, exactly the same state and counts, day after day."
 import numpy as np
 import pytest
 
-import kernels
-import sim
-from sim.engine import Engine
-from sim.model import channel_reach, compile_scenario, day_tables
+from cvj import kernels
+import cvj
+from cvj.engine import Engine
+from cvj.model import channel_reach, compile_scenario, day_tables
 
 from . import naive
 
@@ -34,8 +34,8 @@ FULL = {
 
 
 def scenarios():
-    yield "default-small", sim.load_scenario(None, {"market.customers": 3000, "market.days": 25})
-    yield "all-mechanisms", sim.load_scenario(None, FULL)
+    yield "default-small", cvj.load_scenario(None, {"market.customers": 3000, "market.days": 25})
+    yield "all-mechanisms", cvj.load_scenario(None, FULL)
 
 
 @pytest.mark.parametrize("track", [False, True])

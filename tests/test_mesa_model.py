@@ -1,4 +1,4 @@
-"""The Mesa layer: identity with ``sim.run`` under the fixed policy, the DataCollector's
+"""The Mesa layer: identity with ``cvj.run`` under the fixed policy, the DataCollector's
 daily KPIs, and the marketer's ``shift`` policy on a scenario with a clearly better
 channel."""
 
@@ -10,32 +10,32 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-import sim
-from sim.mesa_model import (
+import cvj
+from cvj.mesa_model import (
     ChannelAgent,
     JourneyModel,
     MarketerAgent,
     MarketerSettings,
     run_model,
 )
-from sim.model import compile_scenario
-from sim.scenario import ScenarioError, validate_scenario
+from cvj.model import compile_scenario
+from cvj.scenario import ScenarioError, validate_scenario
 
 SMALL = {"market.customers": 20_000, "market.days": 90}
 
 
 @pytest.mark.parametrize("replication", [0, 3])
 def test_fixed_policy_gives_the_tables_of_sim_run(replication):
-    sc = sim.load_scenario(None, SMALL)
+    sc = cvj.load_scenario(None, SMALL)
     mesa_tables = run_model(compile_scenario(sc), replication)
-    run_tables = sim.run(sc, replications=[replication]).tables
+    run_tables = cvj.run(sc, replications=[replication]).tables
     for name in ("daily_stages", "transitions", "finance", "summary"):
         assert mesa_tables[name].equals(run_tables[name]), name
     assert mesa_tables["budget_moves"].num_rows == 0
 
 
 def test_model_is_a_mesa_model_with_agents_and_steps():
-    sc = sim.load_scenario(None, {"market.customers": 2_000, "market.days": 10})
+    sc = cvj.load_scenario(None, {"market.customers": 2_000, "market.days": 10})
     m = JourneyModel(compile_scenario(sc), 0)
     assert len(m.agents_by_type[ChannelAgent]) == len(sc.channels)
     assert len(m.agents_by_type[MarketerAgent]) == 1
@@ -46,7 +46,7 @@ def test_model_is_a_mesa_model_with_agents_and_steps():
 
 
 def test_daily_kpis_add_up_to_the_summary():
-    sc = sim.load_scenario(None, SMALL)
+    sc = cvj.load_scenario(None, SMALL)
     t = run_model(compile_scenario(sc), 1)
     k, s = t["kpis_daily"], t["summary"].to_pylist()[0]
     assert k.column("day").to_pylist() == list(range(1, sc.market.days + 1))
@@ -62,7 +62,7 @@ def test_daily_kpis_add_up_to_the_summary():
 # --------------------------------------------------------------------------- shift policy
 
 
-def two_channel_scenario(good: str) -> sim.Scenario:
+def two_channel_scenario(good: str) -> cvj.Scenario:
     """Two CPM channels with the same price, budget and audience; ``good`` pushes people
     on ten times as hard as the other one."""
     strong = {"unaware->aware": 0.05, "aware->engaged": 0.05}

@@ -24,11 +24,11 @@ from functools import cache
 import numpy as np
 import pytest
 
-from sim.engine import Engine, use_threads
-from sim.model import compile_scenario
-from sim.reference import simulate_reference
-from sim.results import summary as kernel_summary
-from sim.stages import N_STAGES, STAGES
+from cvj.engine import Engine, use_threads
+from cvj.model import compile_scenario
+from cvj.reference import simulate_reference
+from cvj.results import summary as kernel_summary
+from cvj.stages import N_STAGES, STAGES
 from tests.stat_checks import (
     NO_JIT,
     hotelling_two_sample,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import kernels
-import sim
+from cvj import kernels
+import cvj
 from tests.stat_checks import NO_JIT
 
 CUSTOMERS = 40_000 if NO_JIT else 100_000
@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 import json, sys
 import pyarrow as pa
-import sim
+import cvj
 overrides, threads, out = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-sc = sim.load_scenario(overrides=overrides)
-res = sim.run(sc, replications=json.loads(sys.argv[4]), threads=threads, customers_table=True)
+sc = cvj.load_scenario(overrides=overrides)
+res = cvj.run(sc, replications=json.loads(sys.argv[4]), threads=threads, customers_table=True)
 for name, table in res.tables.items():
     with pa.OSFile(f"{out}/{name}.arrow", "wb") as fh:
         with pa.ipc.new_file(fh, table.schema) as writer:
@@ -43,8 +43,8 @@ for name, table in res.tables.items():
 
 
 def _run(threads=None, overrides=OVERRIDES, replications=REPLICATIONS):
-    sc = sim.load_scenario(overrides=overrides)
-    return sim.run(sc, replications=replications, threads=threads, customers_table=True)
+    sc = cvj.load_scenario(overrides=overrides)
+    return cvj.run(sc, replications=replications, threads=threads, customers_table=True)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kernels import rng as R
+from cvj.kernels import rng as R
 from tests.stat_checks import NO_JIT, per_test_alpha, two_sided_z
 
 N_DRAWS = 20_000 if NO_JIT else 1_000_000

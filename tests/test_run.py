@@ -10,21 +10,21 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-import sim
-from sim import output
-from sim.stages import LAPSED, STAGES
+import cvj
+from cvj import output
+from cvj.stages import LAPSED, STAGES
 
 SMALL = {"market.customers": 20_000, "market.days": 60}
 
 
 @pytest.fixture(scope="module")
 def small():
-    return sim.load_scenario(None, SMALL)
+    return cvj.load_scenario(None, SMALL)
 
 
 @pytest.fixture(scope="module")
 def result(small):
-    return sim.run(small, replications=2, customers_table=True)
+    return cvj.run(small, replications=2, customers_table=True)
 
 
 def test_tables_and_columns(result):
@@ -46,7 +46,7 @@ def test_customers_per_day_constant(result, small):
 
 
 def test_flows_balance_stage_counts(small):
-    e = sim.Engine(sim.compile_scenario(small))
+    e = cvj.Engine(cvj.compile_scenario(small))
     while not e.done:
         e.step()
     h = e.history
@@ -80,21 +80,21 @@ def test_money_adds_up(result):
 
 
 def test_same_tables_on_one_and_two_threads(small):
-    one = sim.run(small, threads=1, customers_table=True)
-    two = sim.run(small, threads=2, customers_table=True)
+    one = cvj.run(small, threads=1, customers_table=True)
+    two = cvj.run(small, threads=2, customers_table=True)
     for name in one.tables:
         assert one.tables[name].equals(two.tables[name]), name
 
 
 def test_replication_r_alone_equals_replication_r_in_a_batch(small, result):
-    alone = sim.run(small, replications=[1], customers_table=True)
+    alone = cvj.run(small, replications=[1], customers_table=True)
     for name, table in alone.tables.items():
         assert table.equals(result.parts[1][name]), name
 
 
 def test_different_seeds_differ(small):
-    a = sim.run(small)
-    b = sim.run(small.model_copy(update={"market": small.market.model_copy(update={"seed": 7})}))
+    a = cvj.run(small)
+    b = cvj.run(small.model_copy(update={"market": small.market.model_copy(update={"seed": 7})}))
     assert not a.tables["daily_stages"].equals(b.tables["daily_stages"])
 
 
@@ -106,7 +106,7 @@ def test_write_is_readable_as_datasets_with_metadata(result, tmp_path, small):
     meta = output.read_metadata(next((out / "summary").glob("*.parquet")))
     assert meta["cvj.scenario_sha256"] == small.sha256()
     assert json.loads(meta["cvj.scenario"])["market"]["customers"] == small.market.customers
-    assert meta["cvj.seed"] == str(small.market.seed) and meta["cvj.version"] == sim.__version__
+    assert meta["cvj.seed"] == str(small.market.seed) and meta["cvj.version"] == cvj.__version__
     assert json.loads((out / "_cvj.json").read_text())["complete"] is True
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"select count(*) from read_parquet('{out}/daily_stages/**/*.parquet')").fetchall()[0][0]
@@ -116,7 +116,7 @@ def test_write_is_readable_as_datasets_with_metadata(result, tmp_path, small):
 def test_existing_output_is_not_overwritten_without_force(result, tmp_path):
     out = tmp_path / "out"
     result.write(out)
-    with pytest.raises(sim.OutputError, match="already exists"):
+    with pytest.raises(cvj.OutputError, match="already exists"):
         result.write(out)
     result.write(out, force=True)
     assert (out / "summary").is_dir()
@@ -132,7 +132,7 @@ def test_a_failed_write_leaves_nothing(result, tmp_path, monkeypatch):
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
 
-    monkeypatch.setattr(importlib.import_module("sim.run"), "write_table", failing)
+    monkeypatch.setattr(importlib.import_module("cvj.run"), "write_table", failing)
     with pytest.raises(OSError, match="disk full"):
         result.write(tmp_path / "out")
     assert len(calls) == 3
@@ -142,14 +142,14 @@ def test_a_failed_write_leaves_nothing(result, tmp_path, monkeypatch):
 def test_unwritable_output_is_refused_before_running(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(sim.OutputError, match="cannot create the output directory"):
+    with pytest.raises(cvj.OutputError, match="cannot create the output directory"):
         output.AtomicDir(blocker / "out")
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
         if not _can_write(ro):  # root ignores permission bits
-            with pytest.raises(sim.OutputError, match="not writable"):
+            with pytest.raises(cvj.OutputError, match="not writable"):
                 output.AtomicDir(ro / "out")
     finally:
         ro.chmod(0o700)

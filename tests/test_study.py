@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import sim
-import sim.study
-import sim.study_output
-from sim.cli import main
-from sim.output import read_metadata
-from sim.study import compare, load_study, run_task, study_from_json
+import cvj
+import cvj.study
+import cvj.study_output
+from cvj.cli import main
+from cvj.output import read_metadata
+from cvj.study import compare, load_study, run_task, study_from_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "scenarios" / "default.toml"
@@ -62,7 +62,7 @@ def small_study(tmp_path) -> Path:
 def test_load_study_resolves_variants(small_study):
     st = load_study(small_study)
     assert st.variant_names == ("free", "mid", "dear")
-    base = sim.load_scenario(DEFAULT)
+    base = cvj.load_scenario(DEFAULT)
     dear = st.variants["dear"].scenario
     assert dear.offers.entry.price == 27.0 and dear.channels["paid_social"].daily_budget == 500.0
     assert st.variants["mid"].scenario.offers.entry.price == base.offers.entry.price
@@ -105,7 +105,7 @@ def test_every_invalid_study_has_a_case():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_invalid_study_is_a_clear_error(name):
     where, what = CASES[name]
-    with pytest.raises(sim.ScenarioError) as info:
+    with pytest.raises(cvj.ScenarioError) as info:
         load_study(INVALID / name)
     text = str(info.value)
     assert str(INVALID / name) in text or name == "unknown_base.toml" and "unknown_base.toml" in text
@@ -139,9 +139,9 @@ def test_variant_replication_equals_a_standalone_run(small_study):
         "mid": {"market.customers": 4000, "market.days": 40},
     }
     for variant, r in (("free", 2), ("mid", 0)):
-        sc = sim.load_scenario(DEFAULT, written[variant])
+        sc = cvj.load_scenario(DEFAULT, written[variant])
         assert st.variants[variant].scenario.sha256() == sc.sha256()
-        standalone = sim.run(sc, replications=[r]).tables
+        standalone = cvj.run(sc, replications=[r]).tables
         task = run_task(st.to_json(), variant, r)
         for name in ("daily_stages", "transitions", "finance", "summary"):
             assert task[name].equals(standalone[name]), (variant, r, name)
@@ -260,7 +260,7 @@ def test_cli_compare_writes_a_partitioned_dataset(small_study, tmp_path):
     moves = ds.dataset(out / "budget_moves", format="parquet", partitioning="hive").to_table()
     assert set(moves.column("variant").to_pylist()) == {"dear"}
     assert ds.dataset(out / "summary", format="parquet", partitioning="hive").to_table().num_rows == 9
-    assert manifest["study_sha256"] == sim.study_output.study_sha256(load_study(small_study))
+    assert manifest["study_sha256"] == cvj.study_output.study_sha256(load_study(small_study))
     # the stored daily stages are the runs' own
     stages = ds.dataset(out / "daily_stages", format="parquet", partitioning="hive").to_table()
     last = stages.filter(pc.equal(stages.column("day"), 40)).group_by(["variant", "replication"]).aggregate([("customers", "sum")])
@@ -277,7 +277,7 @@ def test_cli_refuses_an_existing_output(small_study, tmp_path):
 def _interrupt_after(monkeypatch, n: int) -> list:
     """Ctrl-C in the n-th run (in this process: --workers 1)."""
     calls = []
-    real = sim.study.run_task
+    real = cvj.study.run_task
 
     def interrupted(*args):
         calls.append(args[1:])
@@ -285,7 +285,7 @@ def _interrupt_after(monkeypatch, n: int) -> list:
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(sim.study, "run_task", interrupted)
+    monkeypatch.setattr(cvj.study, "run_task", interrupted)
     return calls
 
 
@@ -306,7 +306,7 @@ def test_interrupt_leaves_an_incomplete_study_that_resume_finishes(small_study, 
     assert "interrupted: 3 of 9 runs are in" in res.output and "finish with --resume" in res.output
     # marked incomplete, no study tables, no temporary files, no lock: nothing to mistake for a result
     assert json.loads((out / "_cvj.json").read_text())["complete"] is False
-    assert sorted(p.name for p in out.iterdir()) == sorted(["_cvj.json", *sim.study_output.PARTITION_TABLES])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["_cvj.json", *cvj.study_output.PARTITION_TABLES])
     assert len(list((out / "summary").glob("variant=*/replication=*/part-0.parquet"))) == 3
     assert not list(out.rglob("*.tmp"))
 

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import sim.study
-from sim.cli import main
-from sim.output import OutputError, read_metadata
-from sim.study import compare, load_study, tasks_of
-from sim.study_output import LOCK, MANIFEST, PARTITION_TABLES, StudyDir, partition_path
+import cvj.study
+from cvj.cli import main
+from cvj.output import OutputError, read_metadata
+from cvj.study import compare, load_study, tasks_of
+from cvj.study_output import LOCK, MANIFEST, PARTITION_TABLES, StudyDir, partition_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "scenarios" / "default.toml"
@@ -60,13 +60,13 @@ def reference(study_file):
 def counted(monkeypatch) -> list:
     """The (variant, replication) of every run, in this process (workers=1)."""
     calls = []
-    real = sim.study.run_task
+    real = cvj.study.run_task
 
     def counting(*args):
         calls.append(tuple(args[1:]))
         return real(*args)
 
-    monkeypatch.setattr(sim.study, "run_task", counting)
+    monkeypatch.setattr(cvj.study, "run_task", counting)
     return calls
 
 
@@ -144,7 +144,7 @@ def test_one_writer_at_a_time(study_file, tmp_path):
     st = load_study(study_file)
     out = tmp_path / "out"
     with StudyDir(out, st) as d:
-        d.write_partition("mid", 0, sim.study.run_task(st, "mid", 0))
+        d.write_partition("mid", 0, cvj.study.run_task(st, "mid", 0))
         with pytest.raises(OutputError, match="being written by another cvj"):
             StudyDir(out, st, resume=True)
         with pytest.raises(OutputError, match="being written by another cvj"):
@@ -179,7 +179,7 @@ def test_a_killed_study_is_finished_by_resume(tmp_path, counted):
     study.write_text(STUDY.replace("replications = 2", "replications = 4").replace("customers = 5000", "customers = 40000"))
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim", "compare", str(study), "--out", str(out), "--workers", "1", "--threads", "1", "-q"],
+        [sys.executable, "-m", "cvj", "compare", str(study), "--out", str(out), "--workers", "1", "--threads", "1", "-q"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.study import compare, load_study, paired_contrast, replications_needed
+from cvj.study import compare, load_study, paired_contrast, replications_needed
 from tests.stat_checks import FAMILY_ALPHA, per_test_alpha
 
 ROOT = Path(__file__).resolve().parent.parent

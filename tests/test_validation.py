@@ -5,9 +5,9 @@ from pathlib import Path
 import pydantic
 import pytest
 
-import sim
-from sim.engine import check_memory
-from sim.scenario import ScenarioError, load_scenario
+import cvj
+from cvj.engine import check_memory
+from cvj.scenario import ScenarioError, load_scenario
 
 INVALID = sorted((Path(__file__).parent / "invalid").glob("*.toml"))
 
@@ -44,7 +44,7 @@ def test_missing_file():
 
 
 def test_default_scenario_is_valid_and_frozen():
-    sc = sim.load_scenario()
+    sc = cvj.load_scenario()
     assert sc.format == 1 and sc.market.customers == 1_000_000
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         sc.name = "other"
@@ -58,8 +58,8 @@ def test_overrides_are_validated_too():
 
 
 def test_canonical_json_round_trip():
-    sc = sim.load_scenario()
-    again = sim.scenario.scenario_from_json(sc.canonical_json())
+    sc = cvj.load_scenario()
+    again = cvj.scenario.scenario_from_json(sc.canonical_json())
     assert again == sc and again.sha256() == sc.sha256()
 
 
@@ -71,8 +71,8 @@ def test_memory_estimate_refuses_up_front():
 
 def test_scenario_rebuilt_from_its_metadata_reproduces_the_run():
     sc = load_scenario(None, {"market.customers": 3000, "market.days": 20})
-    again = sim.scenario.scenario_from_json(sc.canonical_json())
+    again = cvj.scenario.scenario_from_json(sc.canonical_json())
     assert list(again.segments) == list(sc.segments) and list(again.channels) == list(sc.channels)
-    a, b = sim.run(sc), sim.run(again)
+    a, b = cvj.run(sc), cvj.run(again)
     for name in a.tables:
         assert a.tables[name].equals(b.tables[name]), name

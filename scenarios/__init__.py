@@ -1,0 +1,1 @@
+"""Bundled scenario and study files (data, read with importlib.resources; never executed)."""

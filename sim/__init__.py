@@ -17,13 +17,17 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Scenario": "cvj.scenario",
-    "ScenarioError": "cvj.scenario",
+    "CvjError": "cvj.errors",
+    "ScenarioError": "cvj.errors",
+    "ArgumentError": "cvj.errors",
+    "ResourceError": "cvj.errors",
+    "ClusterError": "cvj.errors",
     "default_scenario_path": "cvj.scenario",
     "load_scenario": "cvj.scenario",
     "STAGES": "cvj.stages",
     "Engine": "cvj.engine",
     "compile_scenario": "cvj.model",
-    "OutputError": "cvj.output",
+    "OutputError": "cvj.errors",
 }
 
 # ``cvj.run`` is both a module and the function; bind the function eagerly so that a

@@ -17,14 +17,23 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from . import __version__
-from .output import AtomicDir, OutputError
-from .scenario import ScenarioError, default_scenario_path, load_scenario
+from .errors import ClusterError, CvjError
+from .output import AtomicDir
+from .scenario import default_scenario_path, load_scenario
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+
+
+def exit_code(exc: CvjError) -> int:
+    """The exit status of an error of the family (the one place that maps them): a
+    runtime failure of the cluster is 1, an error in what the user gave (a document, an
+    argument, more than the machine has, an output location) is 2."""
+    return EXIT_FAILURE if isinstance(exc, ClusterError) else EXIT_USAGE
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> "NoReturn":  # noqa: F821
@@ -37,13 +46,13 @@ def _on_sigterm(signum, frame):  # a killed run cleans up like Ctrl-C
 
 
 class _Group(click.Group):
-    """Turn user errors anywhere below into one line and exit status 2."""
+    """Turn cvj's errors anywhere below into one line and their exit status."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ScenarioError, OutputError) as exc:
-            _fail(str(exc))
+        except CvjError as exc:
+            _fail(str(exc), exit_code(exc))
         except KeyboardInterrupt:
             err.print("interrupted: nothing was written")
             sys.exit(EXIT_INTERRUPTED)
@@ -234,7 +243,7 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
         if dask:  # Dask is imported only here
             from distributed import KilledWorker
 
-            from .distributed import ClusterError, dask_executor
+            from .distributed import dask_executor
 
             cluster_errors = (ClusterError, CancelledError, KilledWorker)
             options = {} if retries is None else {"retries": retries}

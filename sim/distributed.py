@@ -35,13 +35,10 @@ import os
 from collections.abc import Iterator
 
 from . import __version__
+from .errors import ClusterError
 
 DEFAULT_RETRIES = 2
 DEFAULT_TIMEOUT = 30.0
-
-
-class ClusterError(RuntimeError):
-    """The Dask cluster cannot run the study (unreachable, no workers, wrong cvj)."""
 
 
 def _on_worker(fn, threads, version, host_slots, *args):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import Compiled, channel_reach, day_tables
-from .scenario import ScenarioError
+from .errors import ResourceError
 from .stages import LAPSED, N_STAGES, PROMOTER
 
 #: bytes of kernel state per customer (stage, profile, acquired, converted: 1 each; revenue: 4)
@@ -49,7 +49,7 @@ def check_memory(
     have = int(0.8 * (available_memory() if budget is None else budget))
     if need > have:
         what = " with a customers table" if customers_table else ""
-        raise ScenarioError(
+        raise ResourceError(
             f"needs about {need / 2**30:.1f} GiB{what}, but only {have / 2**30:.1f} GiB "
             "is available on this machine; lower market.customers",
             "market.customers",
@@ -67,7 +67,7 @@ def use_threads(n: int | None):
 
     top = kernels.max_threads()
     if not 1 <= n <= top:
-        raise ScenarioError(f"must be between 1 and {top} on this machine", "threads", n)
+        raise ResourceError(f"must be between 1 and {top} on this machine", "threads", n)
     before = kernels.get_threads()
     kernels.set_threads(n)
     try:

@@ -39,6 +39,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from .engine import Engine
+from .errors import ScenarioError
 from .model import PRICING_CODE, Compiled
 from .run import tables_of
 from .stages import CONVERTED, LAPSED, PERMISSION_STAGES, SUBSCRIBED
@@ -422,8 +423,6 @@ def _rank(marginal: float) -> float:
 
 
 def _check_settings(s: MarketerSettings, cm: Compiled) -> None:
-    from .scenario import ScenarioError
-
     names = set(cm.channel_names)
     commission = {n for i, n in enumerate(cm.channel_names) if cm.pricing[i] == PRICING_CODE["commission"]}
     for n in s.channels or ():

@@ -16,9 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-class OutputError(OSError):
-    """The output location cannot be used (exists, not writable, not a directory)."""
+from .errors import OutputError
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,7 +22,8 @@ from . import results as R
 from .engine import Engine, check_memory, use_threads
 from .model import Compiled, compile_scenario
 from .output import AtomicDir, write_manifest, write_table
-from .scenario import Scenario, ScenarioError, load_scenario
+from .errors import ArgumentError
+from .scenario import Scenario, load_scenario
 
 Progress = Callable[[int, int], None]
 
@@ -148,7 +149,7 @@ def run(
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     reps = tuple(range(replications)) if isinstance(replications, int) else tuple(int(r) for r in replications)
     if not reps or min(reps) < 0:
-        raise ScenarioError("must name at least one replication, all >= 0", "replications", list(reps))
+        raise ArgumentError("must name at least one replication, all >= 0", "replications", list(reps))
     check_memory(sc.market.customers, customers_table, replications=len(reps))
     cm = compile_scenario(sc)
     total = len(reps) * cm.days

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ScenarioError
 from .stages import JOURNEY, PERMISSION_STAGES, PROMOTER, STAGE_ID, STAGES
 
 FORMAT = 1
@@ -32,31 +33,6 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Day = Annotated[int, Field(ge=1, le=65_534)]
-
-
-class ScenarioError(ValueError):
-    """A scenario (or study, or override) is malformed or inconsistent.
-
-    ``path`` is the dotted key path, ``value`` the offending value (if any).
-    """
-
-    def __init__(self, message: str, path: str = "", value: Any = None, source: str | None = None):
-        self.path = path
-        self.value = value
-        self.source = source
-        self.reason = message
-        where = f"{source}: " if source else ""
-        if path:
-            shown = _short_repr(value)
-            text = f"{where}{path} = {shown}: {message}" if value is not None else f"{where}{path}: {message}"
-        else:
-            text = f"{where}{message}"
-        super().__init__(text)
-
-
-def _short_repr(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class _Strict(BaseModel):

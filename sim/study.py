@@ -59,9 +59,9 @@ from scipy import stats
 from .engine import check_memory, use_threads
 from .mesa_model import MarketerSettings, run_model
 from .model import compile_scenario
+from .errors import ArgumentError, ScenarioError
 from .scenario import (
     Scenario,
-    ScenarioError,
     apply_overrides,
     read_toml,
     validate_scenario,
@@ -403,9 +403,9 @@ def run_task(study: Study | str, variant: str, replication: int) -> dict[str, pa
     """
     st = study_from_json(study) if isinstance(study, str) else study
     if variant not in st.variants:
-        raise ScenarioError(f"no such variant; variants are {', '.join(st.variants)}", "variant", variant)
+        raise ArgumentError(f"no such variant; variants are {', '.join(st.variants)}", "variant", variant)
     if not 0 <= replication < st.replications:
-        raise ScenarioError(f"must be in 0..{st.replications - 1}", "replication", replication)
+        raise ArgumentError(f"must be in 0..{st.replications - 1}", "replication", replication)
     v = st.variants[variant]
     cm = _compiled(json.dumps(v.scenario.model_dump(mode="json"), separators=(",", ":")))
     return run_model(cm, st.stream(variant, replication), v.marketer)
@@ -703,9 +703,9 @@ def compare(
     st = study if isinstance(study, Study) else load_study(study)
     for k, v in (target_halfwidth or {}).items():
         if k not in st.kpis:
-            raise ScenarioError(f"not one of the study's kpis ({', '.join(st.kpis)})", "target_halfwidth", k)
+            raise ArgumentError(f"not one of the study's kpis ({', '.join(st.kpis)})", "target_halfwidth", k)
         if not v > 0:
-            raise ScenarioError("must be positive", f"target_halfwidth.{k}", v)
+            raise ArgumentError("must be positive", f"target_halfwidth.{k}", v)
     if isinstance(out, StudyDir):
         sink = out
     else:

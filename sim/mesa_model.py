@@ -36,8 +36,9 @@ from typing import Literal
 import mesa
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from .documents import Strict
 from .engine import Engine
 from .errors import ScenarioError
 from .model import PRICING_CODE, Compiled
@@ -47,7 +48,7 @@ from .stages import CONVERTED, LAPSED, PERMISSION_STAGES, SUBSCRIBED
 POLICIES = ("fixed", "shift")
 
 
-class MarketerSettings(BaseModel):
+class MarketerSettings(Strict):
     """How the marketer reviews and corrects the campaign (a study's ``[marketer]`` table).
 
     Attributes
@@ -74,8 +75,6 @@ class MarketerSettings(BaseModel):
         Channels the marketer manages (default: every channel with a budget, i.e. not
         the commission programme).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     policy: Literal["fixed", "shift"] = "fixed"
     review_days: int = Field(default=7, ge=1)

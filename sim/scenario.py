@@ -1,25 +1,25 @@
 """Scenario files: TOML documents with ``format = 1``, validated once into a frozen model.
 
-A scenario is data. It is parsed with :mod:`tomllib` and validated with pydantic
-(unknown keys are errors, types are strict); nothing in it is evaluated or executed.
-Every validation failure raises :class:`ScenarioError`, whose message names the key
-path (``channels.paid_social.daily_budget``), the value and what was expected.
+A scenario is data. It is read and validated by the document layer shared with
+studies and marketer settings (:mod:`cvj.documents`: unknown keys are errors, types are
+strict); nothing in it is evaluated or executed. Every validation failure raises
+:class:`~cvj.errors.ScenarioError`, whose message names the key path
+(``channels.paid_social.daily_budget``), the value and what was expected.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 import os
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from .documents import At, Name, Strict, apply_overrides, read_toml, validate
 from .errors import ScenarioError
 from .stages import JOURNEY, PERMISSION_STAGES, PROMOTER, STAGE_ID, STAGES
 
@@ -35,10 +35,6 @@ Positive = Annotated[float, Field(gt=0.0)]
 Day = Annotated[int, Field(ge=1, le=65_534)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
 def _stage_keys(mapping: dict[str, float], allowed: tuple[str, ...], what: str) -> dict[str, float]:
     for key in mapping:
         if key not in STAGE_ID:
@@ -51,7 +47,7 @@ def _stage_keys(mapping: dict[str, float], allowed: tuple[str, ...], what: str) 
 # --------------------------------------------------------------------------- market
 
 
-class Market(_Strict):
+class Market(Strict):
     customers: Annotated[int, Field(gt=0)] = 1_000_000
     days: Annotated[int, Field(gt=0, le=65_534)] = 365
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 2026
@@ -67,7 +63,7 @@ class Market(_Strict):
         return v
 
 
-class Segment(_Strict):
+class Segment(Strict):
     share: Probability
     responsiveness_spread: Annotated[float, Field(ge=0.0, le=3.0)] = 0.5
     advance_multiplier: NonNegative = 1.0
@@ -76,7 +72,7 @@ class Segment(_Strict):
     description: str = ""
 
 
-class Organic(_Strict):
+class Organic(Strict):
     advance: dict[str, Probability] = Field(default_factory=dict)
     lapse: dict[str, Probability] = Field(default_factory=dict)
     reactivation: Probability = 0.0
@@ -92,7 +88,7 @@ class Organic(_Strict):
         return _stage_keys(v, JOURNEY[1:], "a lapse rate")
 
 
-class Referrals(_Strict):
+class Referrals(Strict):
     #: new ``aware`` people brought in per day by each person in the stage (word of mouth)
     rates: dict[str, NonNegative] = Field(default_factory=dict)
 
@@ -105,13 +101,13 @@ class Referrals(_Strict):
 # --------------------------------------------------------------------------- channels
 
 
-class BudgetPeriod(_Strict):
+class BudgetPeriod(Strict):
     from_day: Day
     to_day: Day
     daily_budget: NonNegative
 
 
-class FixedPeriod(_Strict):
+class FixedPeriod(Strict):
     from_day: Day
     to_day: Day
     monthly_cost: NonNegative
@@ -133,7 +129,7 @@ def _parse_push(key: str) -> tuple[int, int]:
     return ia, ib
 
 
-class _ChannelBase(_Strict):
+class _ChannelBase(Strict):
     pushes: dict[str, Probability] = Field(default_factory=dict)
     affinity: dict[str, Probability] = Field(default_factory=dict)
     description: str = ""
@@ -222,19 +218,19 @@ PRICING_MODELS = ("cpm", "cpc", "per_send", "fixed", "commission")
 # --------------------------------------------------------------------------- offers
 
 
-class LeadMagnet(_Strict):
+class LeadMagnet(Strict):
     name: str = "lead magnet"
     unit_cost: NonNegative = 0.0
 
 
-class EntryOffer(_Strict):
+class EntryOffer(Strict):
     name: str = "entry-point offer"
     price: NonNegative
     unit_cost: NonNegative = 0.0
     price_sensitivity: NonNegative = 0.0
 
 
-class CoreOffer(_Strict):
+class CoreOffer(Strict):
     name: str = "core offer"
     price: NonNegative
     unit_cost: NonNegative = 0.0
@@ -242,17 +238,17 @@ class CoreOffer(_Strict):
     repeat_rate: Probability = 0.0
 
 
-class Upsell(_Strict):
+class Upsell(Strict):
     price: NonNegative
     unit_cost: NonNegative = 0.0
     take_rate: Probability
 
 
-class Offers(_Strict):
+class Offers(Strict):
     lead_magnet: LeadMagnet = LeadMagnet()
     entry: EntryOffer
     core: CoreOffer
-    upsells: dict[str, Upsell] = Field(default_factory=dict)
+    upsells: dict[Name, Upsell] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- scenario
@@ -262,7 +258,7 @@ def _default_segments() -> dict[str, Segment]:
     return {"all": Segment(share=1.0)}
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     """A validated scenario (format 1). Immutable; build it with :func:`load_scenario`."""
 
     format: Literal[1]
@@ -270,31 +266,31 @@ class Scenario(_Strict):
     description: str = ""
     currency: str = "USD"
     market: Market = Market()
-    segments: dict[str, Segment] = Field(default_factory=_default_segments)
+    segments: dict[Name, Segment] = Field(default_factory=_default_segments)
     organic: Organic = Organic()
     referrals: Referrals = Referrals()
-    channels: dict[str, Channel] = Field(default_factory=dict)
+    channels: dict[Name, Channel] = Field(default_factory=dict)
     offers: Offers
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
         if not self.segments:
-            raise _At("segments", None, "at least one segment is needed")
+            raise At("segments", None, "at least one segment is needed")
         if len(self.segments) > MAX_SEGMENTS:
-            raise _At("segments", len(self.segments), f"at most {MAX_SEGMENTS} segments are supported")
+            raise At("segments", len(self.segments), f"at most {MAX_SEGMENTS} segments are supported")
         total = sum(s.share for s in self.segments.values())
         if not math.isclose(total, 1.0, abs_tol=1e-9):
             shares = {k: s.share for k, s in self.segments.items()}
-            raise _At("segments", shares, f"segment shares must sum to 1, they sum to {total:.6g}")
+            raise At("segments", shares, f"segment shares must sum to 1, they sum to {total:.6g}")
         if len(self.channels) > MAX_CHANNELS:
-            raise _At("channels", len(self.channels), f"at most {MAX_CHANNELS} channels are supported")
+            raise At("channels", len(self.channels), f"at most {MAX_CHANNELS} channels are supported")
         n_commission = 0
         for name, ch in self.channels.items():
             if name in RESERVED_CAUSES:
-                raise _At(f"channels.{name}", None, f"{name!r} is a reserved cause name; rename the channel")
+                raise At(f"channels.{name}", None, f"{name!r} is a reserved cause name; rename the channel")
             for seg in ch.affinity:
                 if seg not in self.segments:
-                    raise _At(
+                    raise At(
                         f"channels.{name}.affinity.{seg}",
                         ch.affinity[seg],
                         f"unknown segment {seg!r}; segments are {', '.join(self.segments)}",
@@ -302,7 +298,7 @@ class Scenario(_Strict):
             if ch.pricing == "per_send":
                 for key in ch.pushes:
                     if _parse_push(key)[0] not in PERMISSION_STAGES:
-                        raise _At(
+                        raise At(
                             f"channels.{name}.pushes.{key}",
                             ch.pushes[key],
                             "email (per_send) reaches only subscribed-or-later customers; "
@@ -311,10 +307,10 @@ class Scenario(_Strict):
             if ch.pricing == "commission":
                 n_commission += 1
                 if n_commission > 1:
-                    raise _At(f"channels.{name}", None, "only one commission (referral) programme is supported")
+                    raise At(f"channels.{name}", None, "only one commission (referral) programme is supported")
             for p in getattr(ch, "schedule", ()):
                 if p.from_day > self.market.days:
-                    raise _At(
+                    raise At(
                         f"channels.{name}.schedule",
                         p.from_day,
                         f"a period starts after the horizon ({self.market.days} days)",
@@ -351,14 +347,6 @@ class Scenario(_Strict):
         return (*RESERVED_CAUSES, *self.channels)
 
 
-class _At(ValueError):
-    """Raised inside model validators to point at a path other than the validator's."""
-
-    def __init__(self, path: str, value: Any, message: str):
-        super().__init__(message)
-        self.path, self.value, self.message = path, value, message
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -370,99 +358,9 @@ def default_scenario_path() -> Path:
     return Path(str(resources.files("cvj.scenarios").joinpath("default.toml")))
 
 
-def read_toml(path: str | os.PathLike) -> dict:
-    """Read a TOML file into plain data, turning every failure into a ScenarioError."""
-    p = Path(path)
-    if not p.exists():
-        raise ScenarioError(f"no such file: {p}")
-    if p.is_dir():
-        raise ScenarioError(f"{p} is a directory, not a scenario file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"cannot read {p}: {exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"malformed TOML: {exc}", source=str(p)) from None
-
-
-def apply_overrides(raw: dict, overrides: dict[str, Any] | None, *, must_exist: bool = False) -> dict:
-    """Return a copy of ``raw`` with dotted-path overrides applied (``market.seed = 3``).
-
-    With ``must_exist`` every path has to name a key that the document (after
-    defaults) already has, so a typo in a study is an error rather than a new key.
-    """
-    out = copy.deepcopy(raw)
-    for path, value in (overrides or {}).items():
-        keys = path.split(".")
-        node = out
-        for i, key in enumerate(keys[:-1]):
-            if not isinstance(node, dict):
-                raise ScenarioError("is not a table", ".".join(keys[: i + 1]))
-            if key not in node:
-                if must_exist:
-                    raise ScenarioError("no such field in the scenario", ".".join(keys[: i + 1]))
-                node[key] = {}
-            node = node[key]
-        if not isinstance(node, dict):
-            raise ScenarioError("is not a table", ".".join(keys[:-1]))
-        if must_exist and keys[-1] not in node:
-            raise ScenarioError("no such field in the scenario", path, value)
-        node[keys[-1]] = value
-    return out
-
-
-def _error_path(loc: tuple) -> str:
-    parts: list[str] = []
-    for i, item in enumerate(loc):
-        # pydantic puts the discriminator's tag into the location of union members
-        if item in PRICING_MODELS and i >= 2 and loc[i - 2] == "channels":
-            continue
-        if isinstance(item, str) and item.startswith("function-"):
-            continue
-        parts.append(str(item))
-    return ".".join(parts)
-
-
-def _from_validation_error(exc: ValidationError, source: str | None) -> ScenarioError:
-    err = exc.errors(include_url=False)[0]
-    ctx_err = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_err, _At):
-        path = ctx_err.path
-        return ScenarioError(ctx_err.message, path, ctx_err.value, source)
-    path = _error_path(err["loc"])
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (not part of scenario format 1; check the spelling)"
-    elif err["type"] == "missing":
-        return ScenarioError("required key is missing", path, None, source)
-    elif err["type"] == "union_tag_invalid":
-        msg = f"unknown pricing model; expected one of {', '.join(PRICING_MODELS)}"
-        inp = err.get("input")
-        return ScenarioError(msg, path + ".pricing", inp.get("pricing") if isinstance(inp, dict) else inp, source)
-    elif err["type"] == "union_tag_not_found":
-        return ScenarioError(f"a channel needs pricing = one of {', '.join(PRICING_MODELS)}", path + ".pricing", None, source)
-    elif err["type"] == "literal_error" and path == "format":
-        msg = f"unsupported scenario format; this program reads format = {FORMAT}"
-    more = len(exc.errors()) - 1
-    if more:
-        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ScenarioError(msg, path, err.get("input"), source)
-
-
 def validate_scenario(raw: dict, source: str | None = None) -> Scenario:
     """Validate plain data (as read from TOML) into a :class:`Scenario`."""
-    if not isinstance(raw, dict):
-        raise ScenarioError("a scenario must be a table of keys", source=source)
-    if "format" not in raw:
-        raise ScenarioError(f"required key is missing (write format = {FORMAT} at the top)", "format", None, source)
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as exc:
-        raise _from_validation_error(exc, source) from None
+    return validate(Scenario, raw, kind="scenario", source=source, format=FORMAT, labels={"pricing": "pricing model"})
 
 
 def load_scenario(
@@ -496,3 +394,16 @@ def load_scenario(
 def scenario_from_json(text: str) -> Scenario:
     """Rebuild a scenario from its canonical JSON (as stored in Parquet metadata)."""
     return validate_scenario(json.loads(text), source="<json>")
+
+
+__all__ = [
+    "FORMAT",
+    "Scenario",
+    "ScenarioError",
+    "apply_overrides",
+    "default_scenario_path",
+    "load_scenario",
+    "read_toml",
+    "scenario_from_json",
+    "validate_scenario",
+]

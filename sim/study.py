@@ -53,19 +53,15 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 from scipy import stats
 
 from .engine import check_memory, use_threads
 from .mesa_model import MarketerSettings, run_model
 from .model import compile_scenario
+from .documents import Name, Strict, apply_overrides, flatten, read_toml, validate
 from .errors import ArgumentError, ScenarioError
-from .scenario import (
-    Scenario,
-    apply_overrides,
-    read_toml,
-    validate_scenario,
-)
+from .scenario import Scenario, validate_scenario
 from .stages import STAGES
 
 FORMAT = 1
@@ -81,17 +77,13 @@ Progress = Callable[[int, int], None]
 # --------------------------------------------------------------------------- the file
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class VariantSpec(_Strict):
+class VariantSpec(Strict):
     description: str = ""
     overrides: dict[str, Any] = Field(default_factory=dict)
     marketer: dict[str, Any] = Field(default_factory=dict)
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     format: Literal[1]
     name: str = "study"
     description: str = ""
@@ -107,7 +99,7 @@ class StudySpec(_Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     overrides: dict[str, Any] = Field(default_factory=dict)
     marketer: dict[str, Any] = Field(default_factory=dict)
-    variants: dict[str, VariantSpec] = Field(min_length=1)
+    variants: dict[Name, VariantSpec] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -201,38 +193,11 @@ def study_from_json(text: str) -> Study:
     )
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"offers": {"entry": {"price": 0}}}`` and ``{"offers.entry.price": 0}`` alike."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _spec_error(exc: ValidationError, source: str) -> ScenarioError:
-    err = exc.errors(include_url=False)[0]
-    path = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    msg = msg.removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (not part of study format 1; check the spelling)"
-    elif err["type"] == "missing":
-        return ScenarioError("required key is missing", path, None, source)
-    elif err["type"] == "literal_error" and path == "format":
-        msg = f"unsupported study format; this program reads format = {FORMAT}"
-    return ScenarioError(msg, path, err.get("input"), source)
-
-
 def _marketer(common: dict, own: dict, variant_path: str, source: str) -> MarketerSettings:
     """The study's [marketer] with the variant's keys on top."""
     try:
-        return MarketerSettings.model_validate({**common, **own})
-    except ValidationError as exc:
-        err = _spec_error(exc, source)
+        return validate(MarketerSettings, {**common, **own}, kind="marketer")
+    except ScenarioError as err:
         head = err.path.split(".", 1)[0]
         path = f"{variant_path}.marketer" if head in own else "marketer"
         raise ScenarioError(err.reason, f"{path}.{err.path}", err.value, source) from None
@@ -278,14 +243,9 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
     p = Path(path)
     source = str(p)
     raw = read_toml(p)  # the same "no such file" and "malformed TOML" errors as a scenario
-    if not isinstance(raw, dict) or "format" not in raw:
-        raise ScenarioError(f"required key is missing (write format = {FORMAT} at the top)", "format", None, source)
-    if replications is not None:
+    if replications is not None and isinstance(raw, dict) and "format" in raw:
         raw = dict(raw, replications=replications)
-    try:
-        spec = StudySpec.model_validate(raw)
-    except ValidationError as exc:
-        raise _spec_error(exc, source) from None
+    spec = validate(StudySpec, raw, kind="study", source=source, format=FORMAT)
 
     base_path = (p.parent / spec.scenario).resolve() if not Path(spec.scenario).is_absolute() else Path(spec.scenario)
     if not base_path.is_file():
@@ -302,7 +262,7 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
     for key, value in (("market.days", spec.days), ("market.customers", spec.customers), ("market.seed", spec.seed)):
         if value is not None:
             common[key] = value
-    common.update(_flatten(spec.overrides))
+    common.update(flatten(spec.overrides))
 
     if not _NAME.match(spec.baseline) or spec.baseline not in spec.variants:
         raise ScenarioError(f"not one of the variants ({', '.join(spec.variants)})", "baseline", spec.baseline, source)
@@ -312,7 +272,7 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
         where = f"variants.{name}"
         if not _NAME.match(name):
             raise ScenarioError("a variant name may hold only letters, digits, '_', '-' and '.'", where, None, source)
-        own = _flatten(v.overrides)
+        own = flatten(v.overrides)
         overrides = {**common, **own}
 
         for key, value in overrides.items():
@@ -359,7 +319,7 @@ def _where(key: str, own: dict, variant_path: str, common: dict) -> str:
     if key in own:
         return f"{variant_path}.overrides.{key}"
     short = {"market.days": "days", "market.customers": "customers", "market.seed": "seed"}
-    return short[key] if key in short and key not in _flatten(common) else f"overrides.{key}"
+    return short[key] if key in short and key not in flatten(common) else f"overrides.{key}"
 
 
 def _check_marketer(s: MarketerSettings, sc: Scenario, path: Callable[[str], str], source: str) -> None:

@@ -13,13 +13,14 @@ Two rules live here so that every document kind shares them:
 - :data:`Name` is the type of every user-given name (segments, channels, upsells,
   study variants): the rule for names is enforced where this type is defined;
 - :func:`read_text` is the one place a document file is opened, so every check on the
-  file itself (a regular file, its size) applies to every kind.
+  file itself (a regular file, at most :data:`MAX_DOCUMENT_BYTES`) applies to every kind.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,13 +28,17 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ScenarioError
+from .names import Label, Name
 
 M = TypeVar("M", bound=BaseModel)
 
-#: The type of a user-given name (a key of ``segments``, ``channels``,
-#: ``offers.upsells``, a study's ``variants``). The name rule plugs in here as an
-#: ``Annotated[str, AfterValidator(...)]``; every document then enforces it.
-Name = str
+#: A document file is read whole into memory: anything larger is not a scenario,
+#: study or calibration file (the bundled ones are a few KiB)
+MAX_DOCUMENT_BYTES = 1 << 20
+
+# ``Name`` is the type of a user-given name (a key of ``segments``, ``channels``,
+# ``offers.upsells``, a study's ``variants``) and ``Label`` that of shown free text (a
+# document's ``name``, an offer's name, the currency): the rules are in cvj.names
 
 
 class Strict(BaseModel):
@@ -56,15 +61,48 @@ class At(ValueError):
 
 
 def read_text(path: Path) -> str:
-    """The text of a document file, or a ScenarioError saying why it cannot be read."""
-    if not path.exists():
-        raise ScenarioError(f"no such file: {path}")
-    if path.is_dir():
-        raise ScenarioError(f"{path} is a directory, not a document file")
+    """The text of a document file, or a ScenarioError saying why it cannot be read.
+
+    Only a regular file of at most :data:`MAX_DOCUMENT_BYTES` in UTF-8 is read: a device
+    (``/dev/zero``, ``/dev/urandom``), a named pipe or a socket is refused before it is
+    read from, so nothing can hang or fill the memory.
+    """
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"cannot read {path}: {exc}") from None
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ScenarioError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {path}: {exc.strerror or exc}") from None
+    _check_file(path, st)
+    try:
+        # O_NONBLOCK: if the path was swapped for a pipe since the stat, opening it
+        # must not wait for a writer; fstat below then refuses it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        _check_file(path, os.fstat(fd))
+        try:
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
+        except OSError as exc:
+            raise ScenarioError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_DOCUMENT_BYTES:  # a file that grew, or one whose size the system does not report
+        raise ScenarioError(f"{path} is larger than {MAX_DOCUMENT_BYTES >> 20} MiB; a document file is at most that")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _check_file(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ScenarioError(f"{path} is a directory, not a document file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ScenarioError(f"{path} is not a regular file (a device, a pipe or a socket); give a document file")
+    if st.st_size > MAX_DOCUMENT_BYTES:
+        raise ScenarioError(
+            f"{path} is {st.st_size:,} bytes; a document file is at most {MAX_DOCUMENT_BYTES >> 20} MiB"
+        )
 
 
 def read_toml(path: str | os.PathLike) -> dict:
@@ -223,7 +261,9 @@ def _more(msg: str, more: int) -> str:
 
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
     "At",
+    "Label",
     "Name",
     "Strict",
     "apply_overrides",

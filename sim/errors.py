@@ -21,10 +21,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .names import escape
+
 
 def short_repr(value: Any, limit: int = 80) -> str:
-    """``value`` as JSON (control characters and non-ASCII escaped), cut to ``limit``."""
-    text = json.dumps(value, default=str)
+    """``value`` as JSON, cut to ``limit``; letters of any script are kept and every
+    non-printable character is escaped (:func:`cvj.names.escape`)."""
+    text = escape(json.dumps(value, ensure_ascii=False, default=str))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -38,7 +41,7 @@ class CvjError(Exception):
     path : str, optional
         Dotted key path of the field at fault (``market.customers``).
     value : object, optional
-        The offending value (shown as JSON, so control characters are escaped).
+        The offending value (shown as JSON).
     source : str, optional
         The file (or ``<json>``) the field came from.
 
@@ -58,11 +61,12 @@ class CvjError(Exception):
             text = f"{where}{self.path} = {short_repr(value)}: {message}" if value is not None else f"{where}{self.path}: {message}"
         else:
             text = f"{where}{message}"
-        super().__init__(text)
+        # the path and the source may hold a user's name or file name: one printable line
+        super().__init__(escape(text))
 
     @property
     def message(self) -> str:
-        """The whole one-line message (as ``str(exc)``)."""
+        """The whole one-line message (as ``str(exc)``), non-printable characters escaped."""
         return str(self)
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from .documents import At, Name, Strict, apply_overrides, read_toml, validate
+from .documents import At, Label, Name, Strict, apply_overrides, read_toml, validate
 from .errors import ScenarioError
 from .stages import JOURNEY, PERMISSION_STAGES, PROMOTER, STAGE_ID, STAGES
 
@@ -219,19 +219,19 @@ PRICING_MODELS = ("cpm", "cpc", "per_send", "fixed", "commission")
 
 
 class LeadMagnet(Strict):
-    name: str = "lead magnet"
+    name: Label = "lead magnet"
     unit_cost: NonNegative = 0.0
 
 
 class EntryOffer(Strict):
-    name: str = "entry-point offer"
+    name: Label = "entry-point offer"
     price: NonNegative
     unit_cost: NonNegative = 0.0
     price_sensitivity: NonNegative = 0.0
 
 
 class CoreOffer(Strict):
-    name: str = "core offer"
+    name: Label = "core offer"
     price: NonNegative
     unit_cost: NonNegative = 0.0
     price_sensitivity: NonNegative = 0.0
@@ -262,9 +262,9 @@ class Scenario(Strict):
     """A validated scenario (format 1). Immutable; build it with :func:`load_scenario`."""
 
     format: Literal[1]
-    name: str = "scenario"
+    name: Label = "scenario"
     description: str = ""
-    currency: str = "USD"
+    currency: Label = "USD"
     market: Market = Market()
     segments: dict[Name, Segment] = Field(default_factory=_default_segments)
     organic: Organic = Organic()

@@ -86,9 +86,9 @@ def test_a_killed_run_leaves_nothing_at_dir(tmp_path, sig):
     )
     # wait until the run has started writing into its temporary directory
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".res.tmp-*")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob(".cvj-tmp-*")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert list(tmp_path.glob(".res.tmp-*")), "the run never started"
+    assert list(tmp_path.glob(".cvj-tmp-*")), "the run never started"
     time.sleep(1.0)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)

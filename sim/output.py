@@ -50,7 +50,9 @@ LEGACY_LOCK = ".cvj.lock"
 #: a file name's length limit on Linux and macOS file systems, in bytes
 NAME_MAX_BYTES = 255
 #: what each kind of output is written by, for messages
-WRITER = {"run": "cvj run", "study": "cvj compare"}
+WRITER = {"run": "cvj run", "study": "cvj compare", "report": "cvj report"}
+#: the directory ``cvj report`` writes inside a run's or study's DIR (cvj's own, too)
+REPORT_DIR = "report"
 #: the marker, lock and manifest are small; a larger file is not cvj's
 _SMALL = 1 << 16
 
@@ -186,15 +188,35 @@ def _is_cvj_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
+def _manifest_files(root: Path) -> set[str]:
+    try:
+        info = json.loads((root / MANIFEST).read_text())
+        return {f for f in info.get("files", ()) if isinstance(f, str) and "/" not in f}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+
+
 def foreign_entry(root: Path) -> Path | None:
     """The first file or directory under ``root`` that cvj would not have written
-    there, or ``None``: outside the manifest, the manifest's tables, the hidden
-    temporary files cvj renames into place (and an earlier version's lock), and
-    inside a table nothing but directories and Parquet files."""
+    there, or ``None``: outside the manifest, the manifest's tables and files (a
+    report's page, PNGs and CSVs), the hidden temporary files cvj renames into place
+    (and an earlier version's lock), a ``report`` directory that is itself cvj report
+    output, and inside a table nothing but directories and Parquet files."""
     tables = _manifest_tables(root)
+    files = _manifest_files(root)
     for entry in root.iterdir():
         name = entry.name
         if name in (MANIFEST, LEGACY_LOCK) and entry.is_file() and not entry.is_symlink():
+            continue
+        if name in files and entry.is_file() and not entry.is_symlink():
+            continue
+        if (
+            name == REPORT_DIR
+            and entry.is_dir()
+            and not entry.is_symlink()
+            and _manifest_kind(entry) == "report"
+            and foreign_entry(entry) is None
+        ):
             continue
         if _is_cvj_temporary(name) and entry.is_file() and not entry.is_symlink():
             continue

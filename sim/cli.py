@@ -2,6 +2,12 @@
 
 Errors in the user's input (scenario, options, output path) print one line on stderr
 and exit with status 2, with no traceback and nothing written.
+
+Everything printed goes through :class:`_Console`: rich markup and emoji codes are off
+and every string is escaped by :func:`cvj.names.escape`, so a name, a value, a path or
+a currency a user typed (``[/]``, ``[link=...]``, ``\x1b[31m``, a newline) is shown
+literally, on one line, and can neither raise nor reach the terminal as a control
+sequence.
 """
 
 from __future__ import annotations
@@ -15,14 +21,30 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import ClusterError, CvjError
+from .names import escape
 from .output import AtomicDir
 from .scenario import default_scenario_path, load_scenario
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    """A rich console for text that may hold user input: no markup, no emoji codes, no
+    highlighting, and every string (a printed line, a table's title, header or cell)
+    escaped by :func:`cvj.names.escape` on its way to the terminal."""
+
+    def __init__(self, **kwargs):
+        super().__init__(markup=False, emoji=False, highlight=False, soft_wrap=True, **kwargs)
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        kwargs.update(markup=False, emoji=False)
+        return super().render_str(escape(text), **kwargs)
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -37,7 +59,7 @@ def exit_code(exc: CvjError) -> int:
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> "NoReturn":  # noqa: F821
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(Text("error:", style="bold red"), message)
     sys.exit(code)
 
 
@@ -47,6 +69,26 @@ def _on_sigterm(signum, frame):  # a killed run cleans up like Ctrl-C
 
 class _Group(click.Group):
     """Turn cvj's errors anywhere below into one line and their exit status."""
+
+    def main(self, *args, **kwargs):
+        # text that cannot be encoded (a name on a non-UTF-8 terminal, undecodable
+        # bytes of a path) is escaped rather than ending a finished run with an error
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            # click's own messages quote the user's value raw and span three lines
+            hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+            _fail(exc.format_message() + hint, exc.exit_code)
+        except click.Abort:
+            err.print("interrupted: nothing was written")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -94,7 +136,7 @@ def validate(scenario: Path) -> None:
 
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write Parquet tables to this directory.")
+@click.option("--out", "out_dir", type=click.Path(), help="Write Parquet tables to this directory.")
 @click.option("--seed", type=click.IntRange(min=0), help="Override market.seed.")
 @click.option("--customers", type=int, help="Override market.customers.")
 @click.option("--days", type=int, help="Override market.days.")
@@ -104,10 +146,14 @@ def validate(scenario: Path) -> None:
 @click.option("--customers-table", is_flag=True, help="Also write one row per customer (18 more bytes per customer in memory).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run(scenario, out_dir, seed, customers, days, replications, first, threads, customers_table, force, quiet):
+@click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
+def run(scenario, out_dir, seed, customers, days, replications, first, threads, customers_table, force, quiet, make_report):
     """Simulate SCENARIO (default: the bundled handbag shop) and print its KPIs."""
     from .engine import check_memory
     from .run import run as run_scenario
+
+    if make_report and out_dir is None:
+        _fail("--report needs --out (the report is written to DIR/report)")
 
     path = scenario if scenario is not None else default_scenario_path()
     sc = load_scenario(path, _overrides(seed, customers, days))
@@ -136,6 +182,8 @@ def run(scenario, out_dir, seed, customers, days, replications, first, threads, 
     _print_summary(res.summary.to_pylist(), sc.currency)
     where = f"; tables in {target.target}" if target is not None else ""
     err.print(f"{cdays:,} customer-days in {wall:.2f} s ({cdays / wall / 1e6:,.0f}M/s){where}")
+    if make_report:
+        _write_report(target.target, None, err)
 
 
 def _progress(quiet: bool, unit: str = "day") -> Progress:
@@ -185,7 +233,7 @@ def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
 
 @main.command()
 @click.argument("study", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write Parquet tables to this directory, run by run.")
+@click.option("--out", "out_dir", type=click.Path(), help="Write Parquet tables to this directory, run by run.")
 @click.option("--replications", type=click.IntRange(min=1), help="Override the study's number of replications.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local worker processes (default: one per core).")
 @click.option("--scheduler", metavar="ADDRESS", help="Run on the Dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786.")
@@ -201,108 +249,96 @@ def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
 @click.option("--resume", is_flag=True, help="Finish the study in --out: keep the runs already there, run the rest.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def compare(study, out_dir, replications, workers, scheduler, dask_workers, threads, retries, targets, resume, force, quiet):
+@click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
+def compare(study, out_dir, replications, workers, scheduler, dask_workers, threads, retries, targets, resume, force, quiet,
+            make_report):
     """Run every variant x replication of STUDY with common random numbers and compare them.
 
     Runs go to local worker processes (--workers), a Dask cluster (--scheduler) or a
     local Dask cluster (--dask-workers); the tables are the same.
     """
-    import contextlib
-    from concurrent.futures import CancelledError
-
+    from .console import study_report
     from .study import compare as compare_study
-    from .study import load_study, report
-    from .study_output import StudyDir
+    from .study import load_study
 
     chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
     if len(chosen) > 1:
         _fail(f"{' and '.join(chosen)} exclude each other: local processes, a Dask cluster, or a local Dask cluster")
-    dask = scheduler is not None or dask_workers is not None
-    if retries is not None and not dask:
+    if retries is not None and scheduler is None and dask_workers is None:
         _fail("--retries applies to Dask runs (--scheduler or --dask-workers)")
     if resume and out_dir is None:
         _fail("--resume needs --out (the directory of the study to finish)")
     if resume and force:
         _fail("--resume and --force exclude each other (--resume keeps DIR, --force replaces it)")
+    if make_report and out_dir is None:
+        _fail("--report needs --out (the report is written to DIR/report)")
 
     st = load_study(study, replications=replications)
     wanted = {(k or st.rank_by): v for k, v in _halfwidths(targets)}
     total = len(st.variants) * st.replications
-    if dask_workers:  # a local cluster: its workers share this machine's memory
-        from .engine import check_memory
-
-        check_memory(max(v.scenario.market.customers for v in st.variants.values()) * dask_workers)
     done = {"runs": 0}
-    # fail early (an existing DIR, another study in it), before starting a cluster
-    target = StudyDir(out_dir, st, resume=resume, force=force) if out_dir is not None else None
+    t0 = time.perf_counter()
     try:
-        if target is not None and target.done:
-            err.print(f"resuming {target.root}: {len(target.done)} of {total} runs are done, {total - len(target.done)} to run")
-        cluster_errors: tuple = ()
-        cluster = contextlib.nullcontext()
-        if dask:  # Dask is imported only here
-            from distributed import KilledWorker
+        with _progress(quiet, unit="run") as bar:
+            task = bar.add_task(f"comparing {len(st.variants)} variants", total=total)
 
-            from .distributed import dask_executor
+            def progress(n, _total):
+                done["runs"] = n
+                bar.update(task, completed=n)
 
-            cluster_errors = (ClusterError, CancelledError, KilledWorker)
-            options = {} if retries is None else {"retries": retries}
-            cluster = dask_executor(scheduler, workers=dask_workers, threads=threads, **options)
-        t0 = time.perf_counter()
-        try:
-            with cluster as executor:
-                if executor is not None:
-                    err.print(executor.describe())
-                    board = executor.dashboard()
-                    if board is not None:
-                        link, graphs = board
-                        note = "" if graphs else " (no graphs: the scheduler has no bokeh)"
-                        err.print(f"Dask dashboard: {link}{note}")
-                with _progress(quiet, unit="run") as bar:
-                    task = bar.add_task(f"comparing {len(st.variants)} variants", total=total)
-
-                    def progress(n, _total):
-                        done["runs"] = n
-                        bar.update(task, completed=n)
-
-                    res = compare_study(
-                        st,
-                        out=target,
-                        workers=workers,
-                        threads=threads,
-                        executor=executor,
-                        target_halfwidth=wanted,
-                        progress=progress,
-                    )
-        except cluster_errors as exc:
-            if isinstance(exc, ClusterError):
-                _fail(str(exc))
-            kept = f"; {done['runs']} of {total} runs are in {target.root}: finish with --resume" if target is not None and done["runs"] else ""
-            if isinstance(exc, CancelledError):
-                _fail(f"lost the Dask cluster (the scheduler cancelled the runs or went away){kept}", 1)
-            _fail(f"every Dask worker that ran one of the runs died ({exc.allowed_failures + 1} workers: out of memory? see their logs){kept}", 1)
-        wall = time.perf_counter() - t0
-    except KeyboardInterrupt:
-        if target is not None:
-            target.close()  # removes a DIR it created if no run got into it
-        if target is not None and target.root.exists():
-            err.print(
-                f"interrupted: {done['runs']} of {total} runs are in {target.root} (marked incomplete); "
-                "finish with --resume"
+            res = compare_study(
+                st,
+                out=out_dir,
+                resume=resume,
+                force=force,
+                workers=workers,
+                threads=threads,
+                scheduler=scheduler,
+                dask_workers=dask_workers,
+                retries=retries,
+                target_halfwidth=wanted,
+                progress=progress,
+                log=err.print,
             )
+    except KeyboardInterrupt:
+        kept = Path(out_dir).absolute() if out_dir is not None else None
+        if kept is not None and kept.exists():
+            err.print(f"interrupted: {done['runs']} of {total} runs are in {kept} (marked incomplete); finish with --resume")
         else:
             err.print("interrupted: nothing was written")
         sys.exit(EXIT_INTERRUPTED)
-    finally:
-        if target is not None:
-            target.close()
-    page = out if out.is_terminal else Console(highlight=False, soft_wrap=True, width=132)  # a file gets whole rows
-    for item in report(res):
+    wall = time.perf_counter() - t0
+    page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
+    for item in study_report(res):
         page.print(item)
     cdays = sum(v.scenario.market.customers * v.scenario.market.days for v in st.variants.values()) * st.replications
-    where = f"; tables in {target.root}" if target is not None else ""
+    where = f"; tables in {res.out}" if res.out is not None else ""
     reused = f" ({res.reused} already in DIR, {res.computed} run now)" if res.reused else ""
     err.print(f"{total} runs{reused}, {cdays:,} customer-days in {wall:.1f} s{where}")
+    if make_report:
+        _write_report(res.out, None, err)
+
+
+@main.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write the report here instead of DIRECTORY/report.")
+def report_command(directory, out_dir):
+    """Write an offline HTML report of the finished run or study in DIRECTORY.
+
+    DIRECTORY/report/index.html is one self-contained page (it opens without a network);
+    beside it are a PNG and a CSV of every chart.
+    """
+    _write_report(directory, out_dir, out)
+
+
+def _write_report(directory: Path, out_dir: Path | None, console) -> None:
+    from .report import report
+
+    t0 = time.perf_counter()
+    rep = report(directory, out=out_dir)
+    mb = rep.path.stat().st_size / 1e6
+    wall = time.perf_counter() - t0
+    console.print(f"report: {rep.path} ({mb:,.1f} MB; {len(rep.charts)} charts, each with a PNG and a CSV) in {wall:.1f} s")
 
 
 if __name__ == "__main__":

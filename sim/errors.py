@@ -58,7 +58,8 @@ class CvjError(Exception):
         self.source = source
         where = f"{source}: " if source else ""
         if self.path:
-            text = f"{where}{self.path} = {short_repr(value)}: {message}" if value is not None else f"{where}{self.path}: {message}"
+            shown = f" = {short_repr(value)}" if value is not None else ""
+            text = f"{where}{self.path}{shown}: {message}"
         else:
             text = f"{where}{message}"
         # the path and the source may hold a user's name or file name: one printable line

@@ -25,10 +25,11 @@ import cloudpickle
 import pyarrow.parquet as pq
 import pytest
 
-import cvj.distributed
-from cvj.distributed import ClusterError, DaskExecutor, _on_worker, dask_executor
+import cvj
+from cvj.errors import ClusterError
+from cvj.study.dask import DaskExecutor, _on_worker, dask_executor
 from cvj.study import compare, load_study, tasks_of
-from cvj.study_output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
+from cvj.study.output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "scenarios" / "default.toml"
@@ -322,7 +323,7 @@ def test_retries_run_again_a_task_that_raised(local_cluster, tmp_path):
 
 def test_kernel_threads_default_to_a_fair_share_of_the_machine(local_cluster):
     from cvj import kernels
-    from cvj.distributed import _cores
+    from cvj.study.dask import _cores
 
     shared = DaskExecutor(local_cluster.client)  # threads=None
     assert shared.host_slots == {"127.0.0.1": 2}
@@ -338,7 +339,7 @@ def test_a_worker_with_another_cvj_version_refuses_tasks():
 
 
 def test_workers_without_this_cvj_or_no_workers_are_clear_errors():
-    from cvj.distributed import _check_workers
+    from cvj.study.dask import _check_workers
 
     class FakeClient:
         def __init__(self, versions, joined=True):
@@ -377,7 +378,7 @@ def test_cvj_without_dask_options_does_not_import_dask(tmp_path):
         "from cvj.cli import main\n"
         f"try:\n    main(['compare', {str(tiny)!r}, '--workers', '1', '--out', {str(tmp_path / 'o')!r}, '-q'])\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed') or m == 'cvj.distributed'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed') or m == 'cvj.study.dask'))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr

@@ -27,9 +27,9 @@ def test_a_value_is_shown_escaped_and_short():
 
 def test_the_public_names_are_the_family():
     assert cvj.ScenarioError is ScenarioError and cvj.OutputError is OutputError and cvj.CvjError is CvjError
-    from cvj.distributed import ClusterError as from_distributed
     from cvj.output import OutputError as from_output
     from cvj.scenario import ScenarioError as from_scenario
+    from cvj.study.dask import ClusterError as from_distributed
 
     assert (from_scenario, from_output, from_distributed) == (ScenarioError, OutputError, ClusterError)
 

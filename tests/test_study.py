@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 import cvj
 import cvj.study
-import cvj.study_output
+import cvj.study.output
+import cvj.study.runner
 from cvj.cli import main
 from cvj.output import read_metadata
 from cvj.study import compare, load_study, run_task, study_from_json
@@ -95,6 +96,10 @@ CASES = {
     "missing_format.toml": ("format", "required key is missing"),
     "wrong_format.toml": ("format = 2", "unsupported study format"),
     "invalid_variant_scenario.toml": ("variants.cheap.overrides.market.customers = 0", "greater than 0"),
+    "variant_name_newline.toml": ('variants.free\\n = "free\\n"', "a name cannot hold U+000A"),
+    "variant_name_too_long.toml": ("variants." + "v" * 300, "a name has at most 64 characters, this one has 300"),
+    "variant_name_path.toml": ('variants.../../x = "../../x"', "a name cannot hold U+002F SOLIDUS"),
+    "study_name_control.toml": ('name = "s\\u001b[2J"', "cannot hold U+001B"),
 }
 
 
@@ -260,7 +265,7 @@ def test_cli_compare_writes_a_partitioned_dataset(small_study, tmp_path):
     moves = ds.dataset(out / "budget_moves", format="parquet", partitioning="hive").to_table()
     assert set(moves.column("variant").to_pylist()) == {"dear"}
     assert ds.dataset(out / "summary", format="parquet", partitioning="hive").to_table().num_rows == 9
-    assert manifest["study_sha256"] == cvj.study_output.study_sha256(load_study(small_study))
+    assert manifest["study_sha256"] == cvj.study.output.study_sha256(load_study(small_study))
     # the stored daily stages are the runs' own
     stages = ds.dataset(out / "daily_stages", format="parquet", partitioning="hive").to_table()
     last = stages.filter(pc.equal(stages.column("day"), 40)).group_by(["variant", "replication"]).aggregate([("customers", "sum")])
@@ -277,7 +282,7 @@ def test_cli_refuses_an_existing_output(small_study, tmp_path):
 def _interrupt_after(monkeypatch, n: int) -> list:
     """Ctrl-C in the n-th run (in this process: --workers 1)."""
     calls = []
-    real = cvj.study.run_task
+    real = cvj.study.runner.run_task
 
     def interrupted(*args):
         calls.append(args[1:])
@@ -285,7 +290,7 @@ def _interrupt_after(monkeypatch, n: int) -> list:
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(cvj.study, "run_task", interrupted)
+    monkeypatch.setattr(cvj.study.runner, "run_task", interrupted)
     return calls
 
 
@@ -306,7 +311,7 @@ def test_interrupt_leaves_an_incomplete_study_that_resume_finishes(small_study, 
     assert "interrupted: 3 of 9 runs are in" in res.output and "finish with --resume" in res.output
     # marked incomplete, no study tables, no temporary files, no lock: nothing to mistake for a result
     assert json.loads((out / "_cvj.json").read_text())["complete"] is False
-    assert sorted(p.name for p in out.iterdir()) == sorted(["_cvj.json", *cvj.study_output.PARTITION_TABLES])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["_cvj.json", *cvj.study.output.PARTITION_TABLES])
     assert len(list((out / "summary").glob("variant=*/replication=*/part-0.parquet"))) == 3
     assert not list(out.rglob("*.tmp"))
 

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 import cvj.study
+import cvj.study.runner
 from cvj.cli import main
-from cvj.output import OutputError, read_metadata
+from cvj.output import DirLock, OutputError, read_metadata
 from cvj.study import compare, load_study, tasks_of
-from cvj.study_output import LOCK, MANIFEST, PARTITION_TABLES, StudyDir, partition_path
+from cvj.study.output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "scenarios" / "default.toml"
@@ -60,13 +61,13 @@ def reference(study_file):
 def counted(monkeypatch) -> list:
     """The (variant, replication) of every run, in this process (workers=1)."""
     calls = []
-    real = cvj.study.run_task
+    real = cvj.study.runner.run_task
 
     def counting(*args):
         calls.append(tuple(args[1:]))
         return real(*args)
 
-    monkeypatch.setattr(cvj.study, "run_task", counting)
+    monkeypatch.setattr(cvj.study.runner, "run_task", counting)
     return calls
 
 
@@ -80,7 +81,7 @@ def assert_matches(out: Path, ref) -> None:
     assert pq.read_table(out / "runs").equals(ref.runs)
     assert pq.read_table(out / "contrasts").equals(ref.contrasts)
     assert json.loads((out / MANIFEST).read_text())["complete"] is True
-    assert not (out / LOCK).exists() and not list(out.rglob("*.tmp"))
+    assert not DirLock(out).path.exists() and not list(out.rglob("*.tmp"))
 
 
 def test_written_in_memory_and_run_by_run_alike(study_file, reference, tmp_path):
@@ -149,10 +150,12 @@ def test_one_writer_at_a_time(study_file, tmp_path):
             StudyDir(out, st, resume=True)
         with pytest.raises(OutputError, match="being written by another cvj"):
             StudyDir(out, st, force=True)
-    # a lock left by a process that is gone is taken over
-    (out / LOCK).write_text(f"{socket.gethostname()} {_dead_pid()}\n")
+    # the lock file of a process that is gone is not a lock (flock ends with its process)
+    lock = DirLock(out).path
+    lock.write_text(json.dumps({"cvj": "lock", "dir": out.name, "host": socket.gethostname(), "pid": _dead_pid()}))
     with StudyDir(out, st, resume=True) as d:
         assert d.done == {("mid", 0)}
+    assert not lock.exists()
 
 
 def _dead_pid() -> int:
@@ -161,14 +164,19 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def test_force_replaces_a_finished_study(study_file, reference, tmp_path):
+def test_force_replaces_a_finished_study_and_nothing_else(study_file, reference, tmp_path):
     st = load_study(study_file)
     out = tmp_path / "out"
     compare(st, workers=1, out=out)
-    (out / "stale.txt").write_text("x")
+    (out / "summary" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"holds summary/notes.txt, which cvj did not write"):
+        compare(st, workers=1, out=out, force=True)
+    assert (out / "summary" / "notes.txt").read_text() == "mine"
+    (out / "summary" / "notes.txt").unlink()
     res = compare(st, workers=1, out=out, force=True)
-    assert res.computed == len(tasks_of(st)) and not (out / "stale.txt").exists()
+    assert res.computed == len(tasks_of(st))
     assert_matches(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
 @pytest.mark.slow
@@ -197,7 +205,7 @@ def test_a_killed_study_is_finished_by_resume(tmp_path, counted):
             proc.wait(timeout=30)
     assert json.loads((out / MANIFEST).read_text())["complete"] is False
     assert not (out / "runs").exists()
-    assert (out / LOCK).exists()  # stale: its process is gone
+    assert DirLock(out).path.exists()  # left by the killed process, but no longer locked
     st = load_study(study)
     with StudyDir(out, st, resume=True) as d:
         done = set(d.done)

@@ -4,7 +4,8 @@ One mechanism for every way a study runs (in this process, a local process pool,
 Dask cluster) and for :meth:`cvj.study.StudyResult.write`: the process that calls
 :func:`cvj.study.compare` (the *client*) writes every run's tables as soon as the run
 comes back, and the study tables at the end. Workers never touch ``DIR``, so they need
-no shared storage and no write access.
+no shared storage and no write access. This module reads and writes; it computes
+nothing (:mod:`cvj.study.runner` computes the study tables from :meth:`StudyDir.read_runs`).
 
 Layout of ``DIR``::
 
@@ -13,7 +14,6 @@ Layout of ``DIR``::
                                                     one partition per run, for every table
                                                     of PARTITION_TABLES
     runs/part-0.parquet, contrasts/part-0.parquet   study tables, from all partitions, at the end
-    .cvj.lock                                       while a process writes DIR
 
 Guarantees:
 
@@ -30,7 +30,9 @@ Guarantees:
   the variant's scenario (SHA-256), seed, variant, replication, random stream,
   marketer and this program's version; anything else is run again and replaced;
 - an existing ``DIR`` is refused unless ``resume`` (it must then hold the same study)
-  or ``force`` (it is deleted first); two processes cannot write one ``DIR`` at once.
+  or ``force`` (it is replaced, only if it is empty or holds nothing but an earlier
+  study's output: :func:`cvj.output.check_replaceable`); two processes cannot write one
+  ``DIR`` at once (:class:`cvj.output.DirLock`, held from opening to :meth:`StudyDir.close`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import uuid
 from pathlib import Path
 from typing import Self
@@ -47,16 +48,29 @@ from typing import Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .output import OutputError, pid_alive, read_metadata, writable_parent, write_table
-from .run import metadata
+from .. import __version__
+from ..output import (
+    LEGACY_LOCK,
+    MANIFEST,
+    DirLock,
+    OutputError,
+    check_replaceable,
+    output_path,
+    park,
+    read_metadata,
+    remove_created,
+    show,
+    sweep,
+    writable_parent,
+    write_table,
+)
+from ..run import metadata
+from .spec import tasks_of
 
 #: the tables of one run (one partition each): what ``run_task`` returns
 PARTITION_TABLES = ("daily_stages", "transitions", "finance", "kpis_daily", "summary", "budget_moves")
 #: the study tables, computed from all partitions at the end
 STUDY_TABLES = ("runs", "contrasts")
-MANIFEST = "_cvj.json"
-LOCK = ".cvj.lock"
 PART = "part-0.parquet"
 
 
@@ -110,48 +124,50 @@ class StudyDir:
         are kept (:attr:`done`) and the others are (re)written. A missing ``DIR`` is
         started.
     force : bool
-        Delete an existing ``DIR`` first.
+        Replace an existing ``DIR`` if it is empty or an earlier study's output with
+        nothing else in it.
 
     Raises
     ------
     OutputError
-        ``DIR`` exists (without ``resume`` or ``force``), holds another study or no
-        study (with ``resume``), is being written by another process, or cannot be
-        written.
+        ``DIR`` must not be used (:func:`cvj.output.output_path`), exists (without
+        ``resume`` or ``force``), holds another study or no study (with ``resume``),
+        holds more than a study's output (with ``force``), is being written by another
+        process, or cannot be written.
     """
 
     def __init__(self, root: str | os.PathLike, study, *, resume: bool = False, force: bool = False):
         if resume and force:
             raise OutputError("resume and force exclude each other (resume keeps DIR, force deletes it)")
-        if "://" in os.fspath(root):
-            raise OutputError(f"{os.fspath(root)}: URLs are not supported; the output is a directory on this machine")
-        self.root = Path(root).absolute()
+        self.root = output_path(root)
         self.study = study
         self.sha256 = study_sha256(study)
-        self._locked = False
         self._created = False
         self._written = 0
+        self._parents: list[Path] = []
         root = self.root
-        parent = writable_parent(root)
-        if root.exists():
-            if not root.is_dir():
-                raise OutputError(f"{root} exists and is not a directory")
-            if resume:
-                self._check_same_study()
-            elif force:
-                self._remove()
-            else:
-                raise OutputError(
-                    f"{root} already exists; use --resume to finish the study in it or --force to replace it"
-                )
-        if not root.exists():
-            try:
-                root.mkdir()
-            except OSError as exc:
-                raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}") from None
-            self._created = True
-        self._lock()
+        parent = writable_parent(root, self._parents)
+        self._lock = DirLock(root)
         try:
+            self._lock.acquire()
+            if root.exists():
+                if not root.is_dir():
+                    raise OutputError(f"{show(root)} exists and is not a directory")
+                if resume:
+                    self._check_same_study()
+                elif force:
+                    self._remove()
+                else:
+                    raise OutputError(
+                        f"{show(root)} already exists; use --resume to finish the study in it or --force to replace it"
+                    )
+            sweep(root)
+            if not root.exists():
+                try:
+                    root.mkdir()
+                except OSError as exc:
+                    raise OutputError(f"cannot write in {show(parent)}: {exc.strerror or exc}") from None
+                self._created = True
             self._sweep()
             for name in STUDY_TABLES:  # only a complete DIR has them
                 shutil.rmtree(root / name, ignore_errors=True)
@@ -165,78 +181,35 @@ class StudyDir:
     # ------------------------------------------------------------------ opening
 
     def tasks(self) -> list[tuple[str, int]]:
-        from .study import tasks_of
-
         return tasks_of(self.study)
 
     def _check_same_study(self) -> None:
         root = self.root
-        entries = [p.name for p in root.iterdir() if p.name != LOCK]
+        entries = [p.name for p in root.iterdir() if p.name != LEGACY_LOCK]
         if not entries:
             return  # an empty directory: start the study in it
         try:
             info = json.loads((root / MANIFEST).read_text())
         except (OSError, ValueError):
-            raise OutputError(f"{root} is not the output of a cvj study (no readable {MANIFEST}); use another --out") from None
-        if info.get("kind") != "study":
-            raise OutputError(f"{root} is not the output of a cvj study ({MANIFEST} says kind {info.get('kind')!r})")
+            raise OutputError(
+                f"{show(root)} is not the output of a cvj study (no readable {MANIFEST}); use another --out"
+            ) from None
+        if not isinstance(info, dict) or info.get("kind") != "study":
+            kind = info.get("kind") if isinstance(info, dict) else None
+            raise OutputError(f"{show(root)} is not the output of a cvj study ({MANIFEST} says kind {show(repr(kind))})")
         if info.get("study_sha256") != self.sha256:
             raise OutputError(
-                f"{root} holds another study ({info.get('study')!r}, {info.get('replications')} replications, "
+                f"{show(root)} holds another study ({show(repr(info.get('study')))}, {info.get('replications')} replications, "
                 f"study sha256 {str(info.get('study_sha256'))[:12]}); --resume needs the same study file and "
                 "options (--force replaces it)"
             )
 
-    def _holder(self) -> tuple[str, int] | None:
-        try:
-            host, pid = (self.root / LOCK).read_text().split()
-            return host, int(pid)
-        except (OSError, ValueError):
-            return None
-
-    def _held_by_other(self) -> tuple[str, int] | None:
-        holder = self._holder()
-        if holder is None:
-            return None
-        host, pid = holder
-        if host != socket.gethostname():
-            return holder  # cannot tell: assume it is alive
-        return holder if pid_alive(pid) else None
-
-    def _lock_error(self, holder) -> OutputError:
-        host, pid = holder
-        return OutputError(
-            f"{self.root} is being written by another cvj (pid {pid} on {host}); if that process is gone, "
-            f"delete {self.root / LOCK}"
-        )
-
-    def _lock(self) -> None:
-        path = self.root / LOCK
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._held_by_other()
-                if holder is not None:
-                    raise self._lock_error(holder) from None
-                path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{socket.gethostname()} {os.getpid()}\n")
-            self._locked = True
-            return
-        raise OutputError(f"cannot lock {self.root}")
-
     def _remove(self) -> None:
-        holder = self._held_by_other()
-        if holder is not None:
-            raise self._lock_error(holder)
-        old = self.root.parent / f".{self.root.name}.old-{uuid.uuid4().hex[:8]}"
-        try:
-            self.root.rename(old)
-        except OSError as exc:
-            raise OutputError(f"cannot replace {self.root}: {exc.strerror or exc}") from None
-        shutil.rmtree(old, ignore_errors=True)
+        """``force``: replace ``DIR`` if it is empty or only an earlier study's output.
+        It is parked beside ``DIR`` first (:func:`cvj.output.park`), so a kill while it
+        is being deleted leaves a marked directory that the next cvj removes."""
+        check_replaceable(self.root, "study")
+        shutil.rmtree(park(self.root), ignore_errors=True)
 
     def _sweep(self) -> None:
         """Temporary files of a run that was killed while writing."""
@@ -312,42 +285,47 @@ class StudyDir:
 
     # ------------------------------------------------------------------ the end
 
-    def finish(self, target_halfwidth: dict[str, float] | None = None):
-        """Compute the study tables from all partitions in ``DIR``, write them, and mark
-        ``DIR`` complete. Returns the :class:`cvj.study.StudyResult` (without the
-        per-day tables, which are in ``DIR``)."""
-        from .study import StudyResult, contrasts
-
-        st = self.study
+    def read_runs(self) -> tuple[dict[tuple[str, int], pa.Table], dict[tuple[str, int], pa.Table]]:
+        """Every run's ``summary`` and ``budget_moves``, read back from ``DIR``, keyed by
+        (variant, replication). Every run must be done."""
         missing = [key for key in self.tasks() if not self.is_done(*key)]
         if missing:
             v, r = missing[0]
-            raise OutputError(f"{self.root}: {len(missing)} runs are missing or invalid (e.g. variant {v}, replication {r})")
+            raise OutputError(
+                f"{show(self.root)}: {len(missing)} runs are missing or invalid (e.g. variant {v}, replication {r})"
+            )
         summaries, moves = {}, {}
         for v, r in self.tasks():
             part = self.read_partition(v, r)
             summaries[(v, r)], moves[(v, r)] = part["summary"], part["budget_moves"]
-        res = StudyResult(st, summaries=summaries, moves=moves, target_halfwidth=dict(target_halfwidth or {}), out=self.root)
-        res.contrasts = contrasts(st, res.run_rows(), target_halfwidth)
+        return summaries, moves
+
+    def finish(self, tables: dict[str, pa.Table]) -> Path:
+        """Write the study tables (``runs``, ``contrasts``: computed by the caller from
+        :meth:`read_runs`), mark ``DIR`` complete and release it. Returns ``DIR``."""
+        st = self.study
         base = st.variants[st.baseline].scenario
         meta = metadata(base, study=st.to_json(), study_name=st.name, study_sha256=self.sha256, baseline=st.baseline)
-        for name, table in (("runs", res.runs), ("contrasts", res.contrasts)):
+        for name in STUDY_TABLES:
             final = self.root / name / PART
             tmp = _tmp_name(final)
-            write_table(table, tmp, dict(meta, **{"cvj.table": name}))
+            write_table(tables[name], tmp, dict(meta, **{"cvj.table": name}))
             os.replace(tmp, final)
         self._manifest(complete=True)
         self.close()
-        return res
+        return self.root
 
     def close(self) -> None:
         """Release ``DIR`` (idempotent). A ``DIR`` this object created and wrote no run
         into is removed (an error before the first run leaves nothing)."""
-        if self._locked:
-            (self.root / LOCK).unlink(missing_ok=True)
-            self._locked = False
-            if self._created and self._written == 0 and not getattr(self, "done", None):
-                shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock.held:
+            try:
+                if self._created and self._written == 0 and not getattr(self, "done", None):
+                    shutil.rmtree(self.root, ignore_errors=True)
+            finally:
+                self._lock.release()
+        if not self.root.exists():  # nothing of this study is there: nor the parents it created
+            remove_created(self._parents)
 
     def __enter__(self) -> Self:
         return self
@@ -356,4 +334,4 @@ class StudyDir:
         self.close()
 
 
-__all__ = ["LOCK", "MANIFEST", "PARTITION_TABLES", "STUDY_TABLES", "StudyDir", "partition_metadata", "study_sha256"]
+__all__ = ["MANIFEST", "PARTITION_TABLES", "STUDY_TABLES", "StudyDir", "partition_metadata", "study_sha256"]

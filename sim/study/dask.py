@@ -1,18 +1,20 @@
-"""Run studies on a Dask cluster (``dask.distributed``).
+"""Run studies on a Dask cluster (``dask.distributed``): an executor for
+:func:`cvj.study.compare`.
 
 Every (variant, replication) of a study is one Dask task,
-``cvj.study.run_task(study_json, variant, replication)``: pure, keyed random numbers,
-so a run gives the same tables on any worker, and a study on a cluster gives the same
-tables as a local one. The tasks return Arrow tables; the client (the process that
-calls :func:`compare`) writes each run's partition as it arrives (see
-:mod:`cvj.study_output`), so workers need this package but no access to the output.
+``cvj.study.runner.run_task(study_json, variant, replication)``: pure, keyed random
+numbers, so a run gives the same tables on any worker, and a study on a cluster gives
+the same tables as a local one. The tasks return Arrow tables; the client (the process
+that calls :func:`cvj.study.compare`) writes each run's partition as it arrives (see
+:mod:`cvj.study.output`), so workers need this package but no access to the output.
 
 ::
 
-    from cvj.distributed import compare, dask_executor
-    res = compare("study.toml", scheduler="tcp://10.0.0.5:8786", out="studies/x")
-    res = compare("study.toml", workers=4, out="studies/x", resume=True)   # a LocalCluster
+    import cvj.study
+    res = cvj.study.compare("study.toml", scheduler="tcp://10.0.0.5:8786", out="studies/x")
+    res = cvj.study.compare("study.toml", dask_workers=4, out="studies/x", resume=True)  # a LocalCluster
 
+    from cvj.study.dask import dask_executor
     with dask_executor("tcp://10.0.0.5:8786") as ex:                    # or workers=4
         print(ex.describe())
         res = cvj.study.compare(study, executor=ex, out="studies/x")
@@ -23,7 +25,8 @@ machine) is moved to another worker by the scheduler without counting against
 ``retries`` (the scheduler gives up on a task after its
 ``distributed.scheduler.allowed-failures`` workers, default 3, died running it).
 
-Dask is imported on first use: ``cvj`` without Dask options never loads it.
+Dask is imported on first use, and :mod:`cvj.study.runner` imports this module only
+for a Dask run: ``cvj`` without Dask options never loads it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ import logging
 import os
 from collections.abc import Iterator
 
-from . import __version__
-from .errors import ClusterError
+from .. import __version__
+from ..errors import ClusterError
 
 DEFAULT_RETRIES = 2
 DEFAULT_TIMEOUT = 30.0
@@ -45,13 +48,12 @@ def _on_worker(fn, threads, version, host_slots, *args):
     """A task as it runs on a worker: the same cvj version as the client, ``threads``
     kernel threads (None: its machine's cores shared out among the task slots of the
     workers on that machine, ``host_slots``)."""
-    from . import __version__ as here
+    from .. import __version__ as here
 
     if here != version:
         raise RuntimeError(f"this worker has cvj {here}, the client cvj {version}: install the same version everywhere")
-    from . import kernels
-
-    from .engine import use_threads
+    from .. import kernels
+    from ..engine import use_threads
 
     if threads is None:
         threads = _fair_share(host_slots)
@@ -171,7 +173,7 @@ def _check_workers(client, address: str, timeout: float) -> None:
             import cvj
 
             return cvj.__version__
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"cannot import cvj ({exc})"
 
     found = client.run(probe)
@@ -257,28 +259,4 @@ def dask_executor(
             cluster.close()
 
 
-def compare(
-    study,
-    *,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
-    retries: int = DEFAULT_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT,
-    **kwargs,
-):
-    """:func:`cvj.study.compare` on a Dask cluster (``scheduler``) or a local one
-    (``workers``); ``kwargs`` (``out``, ``resume``, ``force``, ``progress``,
-    ``target_halfwidth``) are passed on. The result equals a local run's."""
-    from .engine import check_memory
-    from .study import Study, load_study
-    from .study import compare as compare_study
-
-    study = study if isinstance(study, Study) else load_study(study)
-    if workers is not None:  # a local cluster: its workers share this machine's memory
-        check_memory(max(v.scenario.market.customers for v in study.variants.values()) * workers)
-    with dask_executor(scheduler, workers=workers, threads=threads, retries=retries, timeout=timeout) as ex:
-        return compare_study(study, executor=ex, **kwargs)
-
-
-__all__ = ["ClusterError", "DaskExecutor", "compare", "dask_executor"]
+__all__ = ["ClusterError", "DaskExecutor", "dask_executor"]

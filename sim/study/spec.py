@@ -1,0 +1,319 @@
+"""The study document: a strategist's comparison of variants of a scenario.
+
+A study file is TOML with ``format = 1``, read and validated by the document layer
+shared with scenarios (:mod:`cvj.documents`: unknown keys are errors; every error is a
+:class:`~cvj.errors.ScenarioError` naming the key path and the value)::
+
+    format = 1
+    name = "compare-entry-offers"
+    scenario = "default.toml"          # the base scenario, relative to this file
+    replications = 20
+    days = 365                         # horizon (optional: the scenario's)
+    customers = 200_000                # optional: the scenario's
+    baseline = "price_9"
+    kpis = ["profit", "conversions", "cac", "roas"]
+
+    [marketer]                         # every variant's marketer (cvj.mesa_model.MarketerSettings)
+    policy = "fixed"
+
+    [variants.free]
+    overrides = { "offers.entry.price" = 0.0 }
+    [variants.price_9]
+    [variants.price_27]
+    overrides = { "offers.entry.price" = 27.0 }
+    marketer = { policy = "shift" }    # merged onto the study's [marketer]
+
+Overrides name fields of the scenario by dotted path; a path that the scenario (with
+its defaults filled in) does not have is an error, so a typo cannot become a new key.
+:func:`load_study` returns a frozen :class:`Study` holding every variant's
+fully-resolved scenario and marketer; everything after trusts it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..documents import Label, Name, Strict, apply_overrides, flatten, read_toml, validate
+from ..errors import ScenarioError
+from ..mesa_model import MarketerSettings
+from ..scenario import Scenario, validate_scenario
+from ..stages import STAGES
+
+FORMAT = 1
+
+
+class VariantSpec(Strict):
+    description: str = ""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    marketer: dict[str, Any] = Field(default_factory=dict)
+
+
+class StudySpec(Strict):
+    format: Literal[1]
+    name: Label = "study"
+    description: str = ""
+    scenario: str
+    replications: int = Field(ge=1, le=100_000)
+    days: int | None = Field(default=None, ge=1, le=65_534)
+    customers: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    common_random_numbers: bool = True
+    baseline: str
+    kpis: list[str] = Field(min_length=1)
+    rank_by: str | None = None
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    marketer: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[Name, VariantSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    scenario: Scenario
+    marketer: MarketerSettings
+    overrides: dict
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: every variant's fully-resolved scenario and marketer."""
+
+    name: str
+    description: str
+    replications: int
+    baseline: str
+    kpis: tuple[str, ...]
+    rank_by: str
+    confidence: float
+    common_random_numbers: bool
+    variants: dict[str, Variant]
+    source: str = ""
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(self.variants)
+
+    def stream(self, variant: str, replication: int) -> int:
+        """The random stream (replication number passed to the engine) of a run.
+
+        With common random numbers every variant's replication ``r`` uses stream ``r``;
+        without, variant ``i`` (in file order) uses ``r + i * replications``.
+        """
+        if self.common_random_numbers:
+            return int(replication)
+        return int(replication) + self.variant_names.index(variant) * self.replications
+
+    def to_json(self) -> str:
+        """Everything a task needs, as canonical JSON (no file is read again)."""
+        doc = {
+            "format": FORMAT,
+            "name": self.name,
+            "description": self.description,
+            "replications": self.replications,
+            "baseline": self.baseline,
+            "kpis": list(self.kpis),
+            "rank_by": self.rank_by,
+            "confidence": self.confidence,
+            "common_random_numbers": self.common_random_numbers,
+            "variants": {
+                n: {
+                    "description": v.description,
+                    "overrides": v.overrides,
+                    "marketer": v.marketer.model_dump(mode="json"),
+                    "scenario": v.scenario.model_dump(mode="json"),
+                }
+                for n, v in self.variants.items()
+            },
+        }
+        # not sort_keys: the order of segments and channels is part of a scenario
+        return json.dumps(doc, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=8)
+def study_from_json(text: str) -> Study:
+    """Rebuild a study from :meth:`Study.to_json` (as a task receives it)."""
+    doc = json.loads(text)
+    variants = {}
+    for n, v in doc["variants"].items():
+        variants[n] = Variant(
+            name=n,
+            description=v["description"],
+            scenario=validate_scenario(v["scenario"], source=f"<study variant {n}>"),
+            marketer=MarketerSettings.model_validate(v["marketer"]),
+            overrides=v["overrides"],
+        )
+    return Study(
+        name=doc["name"],
+        description=doc["description"],
+        replications=doc["replications"],
+        baseline=doc["baseline"],
+        kpis=tuple(doc["kpis"]),
+        rank_by=doc["rank_by"],
+        confidence=doc["confidence"],
+        common_random_numbers=doc["common_random_numbers"],
+        variants=variants,
+        source="<json>",
+    )
+
+
+def _marketer(common: dict, own: dict, variant_path: str, source: str) -> MarketerSettings:
+    """The study's [marketer] with the variant's keys on top."""
+    try:
+        return validate(MarketerSettings, {**common, **own}, kind="marketer")
+    except ScenarioError as err:
+        head = err.path.split(".", 1)[0]
+        path = f"{variant_path}.marketer" if head in own else "marketer"
+        raise ScenarioError(err.reason, f"{path}.{err.path}", err.value, source) from None
+
+
+def kpi_names(sc: Scenario) -> tuple[str, ...]:
+    """The KPIs a run reports (the numeric columns of ``summary``)."""
+    return (
+        "spend",
+        "revenue",
+        "cost",
+        "profit",
+        "conversions",
+        "cac",
+        "roas",
+        "payback_day",
+        "front_end_profit",
+        "back_end_profit",
+        *(f"ltv_{g}" for g in sc.segments),
+        *(f"end_{s}" for s in STAGES),
+    )
+
+
+def load_study(path: str | os.PathLike, replications: int | None = None) -> Study:
+    """Load and validate a study file.
+
+    Parameters
+    ----------
+    path : path-like
+        The study (TOML, ``format = 1``).
+    replications : int, optional
+        Replace the file's number of replications.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    ScenarioError
+        Naming the study file, the key path and the value of the first problem.
+    """
+    p = Path(path)
+    source = str(p)
+    raw = read_toml(p)  # the same "no such file" and "malformed TOML" errors as a scenario
+    if replications is not None and isinstance(raw, dict) and "format" in raw:
+        raw = dict(raw, replications=replications)
+    spec = validate(StudySpec, raw, kind="study", source=source, format=FORMAT)
+
+    base_path = (p.parent / spec.scenario).resolve() if not Path(spec.scenario).is_absolute() else Path(spec.scenario)
+    if not base_path.is_file():
+        raise ScenarioError(f"no such scenario file ({base_path})", "scenario", spec.scenario, source)
+    try:
+        base = validate_scenario(read_toml(base_path), source=str(base_path))
+    except ScenarioError as exc:
+        raise ScenarioError(f"the base scenario is invalid: {exc}", "scenario", spec.scenario, source) from None
+    # defaults filled in, so every real field exists; model_dump keeps the file's order of
+    # segments and channels (canonical JSON sorts them, and the order changes the run)
+    resolved = base.model_dump(mode="json")
+
+    common = {}
+    for key, value in (("market.days", spec.days), ("market.customers", spec.customers), ("market.seed", spec.seed)):
+        if value is not None:
+            common[key] = value
+    common.update(flatten(spec.overrides))
+
+    if spec.baseline not in spec.variants:
+        raise ScenarioError(f"not one of the variants ({', '.join(spec.variants)})", "baseline", spec.baseline, source)
+
+    variants = {}
+    for name, v in spec.variants.items():
+        where = f"variants.{name}"  # a valid name (cvj.names): checked by the document's Name type
+        own = flatten(v.overrides)
+        overrides = {**common, **own}
+
+        for key, value in overrides.items():
+            try:
+                apply_overrides(resolved, {key: value}, must_exist=True)
+            except ScenarioError as exc:
+                at = _where(key, own, where, spec.overrides)
+                raise ScenarioError(f"{exc.reason} ({base_path.name})", at, value, source) from None
+        try:
+            sc = validate_scenario(apply_overrides(resolved, overrides, must_exist=True), source=source)
+        except ScenarioError as exc:
+            if exc.path in overrides:
+                raise ScenarioError(exc.reason, _where(exc.path, own, where, spec.overrides), exc.value, source) from None
+            raise ScenarioError(f"{exc.path}: {exc.reason}" if exc.path else exc.reason, where, None, source) from None
+        settings = _marketer(spec.marketer, v.marketer, where, source)
+        _check_marketer(settings, sc, lambda key, w=where, m=v.marketer: f"{w}.marketer" if key in m else "marketer", source)
+        variants[name] = Variant(name, v.description, sc, settings, overrides)
+
+    known = kpi_names(variants[spec.baseline].scenario)
+    for i, k in enumerate(spec.kpis):
+        if k not in known:
+            raise ScenarioError(f"unknown KPI; KPIs are {', '.join(known)}", f"kpis.{i}", k, source)
+    rank_by = spec.rank_by or spec.kpis[0]
+    if rank_by not in spec.kpis:
+        raise ScenarioError("must be one of the study's kpis", "rank_by", rank_by, source)
+    for name, v in variants.items():
+        if kpi_names(v.scenario) != known:
+            raise ScenarioError("variants must keep the base scenario's segments", f"variants.{name}.overrides", None, source)
+    return Study(
+        name=spec.name,
+        description=spec.description,
+        replications=spec.replications,
+        baseline=spec.baseline,
+        kpis=tuple(spec.kpis),
+        rank_by=rank_by,
+        confidence=spec.confidence,
+        common_random_numbers=spec.common_random_numbers,
+        variants=variants,
+        source=source,
+    )
+
+
+def _where(key: str, own: dict, variant_path: str, common: dict) -> str:
+    """The key path in the study file of the override ``key`` of a variant."""
+    if key in own:
+        return f"{variant_path}.overrides.{key}"
+    short = {"market.days": "days", "market.customers": "customers", "market.seed": "seed"}
+    return short[key] if key in short and key not in flatten(common) else f"overrides.{key}"
+
+
+def _check_marketer(s: MarketerSettings, sc: Scenario, path: Callable[[str], str], source: str) -> None:
+    """The marketer's channels must be the scenario's channels with a budget.
+    ``path(key)`` is where the key was written (the study's or the variant's table)."""
+    budgeted = [n for n, ch in sc.channels.items() if ch.pricing != "commission"]
+    for i, n in enumerate(s.channels or ()):
+        if n not in budgeted:
+            raise ScenarioError(
+                f"not a channel with a budget; those are {', '.join(budgeted)}", f"{path('channels')}.channels.{i}", n, source
+            )
+    for n, cap in s.channel_caps.items():
+        where = f"{path('channel_caps')}.channel_caps.{n}"
+        if n not in budgeted:
+            raise ScenarioError(f"not a channel with a budget; those are {', '.join(budgeted)}", where, cap, source)
+        if cap < 0:
+            raise ScenarioError("a cap cannot be negative", where, cap, source)
+
+
+def tasks_of(study: Study) -> list[tuple[str, int]]:
+    """Every (variant, replication), replication-major so an early stop leaves pairs."""
+    return [(v, r) for r in range(study.replications) for v in study.variant_names]
+
+
+__all__ = ["FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "kpi_names", "load_study", "study_from_json", "tasks_of"]

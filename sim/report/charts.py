@@ -1011,9 +1011,11 @@ def forest(s: StudyData) -> Panel:
             )
         )
         .resolve_scale(x="independent")
+        .transform_filter("isValid(datum.difference)")  # a KPI without values would be an empty, broken row
     )
     base_name = s.study["baseline"]
     level = f"{conf:.0%}"
+    missing = [f"{r['variant']} on {r['kpi']}" for r in rows if r["difference"] is None]
     return Panel(
         "forest",
         f"Every KPI vs {base_name}",
@@ -1023,6 +1025,14 @@ def forest(s: StudyData) -> Panel:
         [
             "Green is better and red worse for the business (for spend, cost, CAC and payback day less is better); "
             f"grey: the {level} interval does not exclude no difference.",
+            *(
+                [
+                    f"No difference to show for {', '.join(missing)}: the KPI has no value in those runs "
+                    "(e.g. payback not reached within the horizon)."
+                ]
+                if missing
+                else []
+            ),
         ],
     )
 

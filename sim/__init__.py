@@ -13,7 +13,7 @@ Heavy modules (numba kernels, pyarrow) load on first use, so ``cvj validate`` st
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _LAZY = {
     "Scenario": "cvj.scenario",

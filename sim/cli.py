@@ -23,11 +23,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
 from .errors import ClusterError, CvjError
 from .names import escape
 from .output import AtomicDir
 from .scenario import default_scenario_path, load_scenario
+from .version import __version__
 
 
 class _Console(Console):

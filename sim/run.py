@@ -11,19 +11,20 @@ Every operation of the ``cvj`` CLI is a plain call here::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 
-from . import __version__
 from . import results as R
 from .engine import Engine, check_memory, use_threads
+from .errors import ArgumentError
 from .model import Compiled, compile_scenario
 from .output import AtomicDir, write_manifest, write_table
-from .errors import ArgumentError
 from .scenario import Scenario, load_scenario
+from .version import __version__
 
 Progress = Callable[[int, int], None]
 

@@ -37,8 +37,8 @@ import logging
 import os
 from collections.abc import Iterator
 
-from .. import __version__
 from ..errors import ClusterError
+from ..version import __version__
 
 DEFAULT_RETRIES = 2
 DEFAULT_TIMEOUT = 30.0
@@ -48,7 +48,7 @@ def _on_worker(fn, threads, version, host_slots, *args):
     """A task as it runs on a worker: the same cvj version as the client, ``threads``
     kernel threads (None: its machine's cores shared out among the task slots of the
     workers on that machine, ``host_slots``)."""
-    from .. import __version__ as here
+    from ..version import __version__ as here
 
     if here != version:
         raise RuntimeError(f"this worker has cvj {here}, the client cvj {version}: install the same version everywhere")

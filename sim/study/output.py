@@ -48,7 +48,6 @@ from typing import Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import __version__
 from ..output import (
     LEGACY_LOCK,
     MANIFEST,
@@ -65,6 +64,7 @@ from ..output import (
     write_table,
 )
 from ..run import metadata
+from ..version import __version__
 from .spec import tasks_of
 
 #: the tables of one run (one partition each): what ``run_task`` returns

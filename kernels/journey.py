@@ -1,21 +1,34 @@
 """The day kernel: advance every customer one simulated day.
 
-Only ``@njit`` functions over arrays live here. Per-customer state (8 bytes):
+Only ``@njit`` functions over arrays live here. Per-customer state (15 bytes):
 
-- ``stage``     uint8   0..9 (unaware .. promoter, lapsed)
-- ``profile``   uint8   segment * 16 + responsiveness level
-- ``acquired``  uint8   cause that moved the customer unaware -> aware (255: none)
-- ``converted`` uint8   cause that moved the customer subscribed -> converted (255: none)
-- ``revenue``   float32 money the customer has paid
+- ``stage``      uint8   0..9 (unaware .. promoter, lapsed)
+- ``row``        uint16  the customer's row of the day tables:
+                         ((segment * 16 + responsiveness level) * W + age band * 2 + permission),
+                         ``W`` = 2 x age bands; bit 0 is the email permission
+- ``sx``         uint8   the customer's (stage, order class) slot in the column table
+- ``orders``     uint8   orders so far (entry, core and repeat; saturates at 255)
+- ``clock``      uint16  day of the customer's last activity: a stage move or an order
+- ``last_order`` uint16  day of the last order (0xFFFF: never)
+- ``acquired``   uint8   cause that moved the customer unaware -> aware (255: none)
+- ``converted``  uint8   cause that moved the customer subscribed -> converted (255: none)
+- ``revenue``    float32 money the customer has paid
 
 and, only when a customers table is asked for, ``reached`` (uint16, 9 per customer):
 the first day each stage aware..promoter was reached and the last day of lapsing
 (0xFFFF: never).
 
-Everything that couples customers (saturating reach, referrals, budgets) is folded by
-the caller into the small per-day tables ``thr``, ``p_adv``, ``p_lapse``,
-``cause_cum`` and ``buy_cum`` before the day runs; inside the day every customer reads
-only its own state and its own counter-based random numbers.
+Memory enters through one more small index: the column is the bucket of days since
+the last activity in the customer's (stage, order class) slot,
+
+    col = colf[sx * 512 + min(day - clock, 511)]
+    "something happens" <=> draw < thr[row, col]
+
+so "nothing happens today" is three loads, two table lookups, one draw and one compare.
+Everything that couples customers (reach, referrals, budgets, audiences) is folded by
+the caller into the per-day tables ``thr``, ``cut_*`` and ``cause_cum`` before the day
+runs; inside the day every customer reads only its own state and its own
+counter-based random numbers.
 
 Customers are processed in fixed chunks of ``CHUNK`` under ``prange``; each chunk
 writes its own row of the count arrays, so the caller's in-order sum does not depend
@@ -25,18 +38,21 @@ on scheduling or on the number of threads.
 import numpy as np
 from numba import prange
 
-from .jit import PARALLEL, njit
-from .rng import CHOICE, EVENT, INIT_LEVEL, INIT_STAGE, day_key, draw_at, to_unit
+from .jit import PARALLEL, SERIAL, njit
+from .rng import CHOICE, EVENT, INIT_BAND, INIT_LEVEL, INIT_STAGE, day_key, draw_at, to_unit
 
 CHUNK = 1 << 15
 LEVEL_BITS = 4
 N_LEVELS = 1 << LEVEL_BITS
+DWELL_BITS = 9
+MAX_DWELL = (1 << DWELL_BITS) - 1  # days since the last activity are capped here
 NONE = np.uint8(255)
 NEVER = np.uint16(0xFFFF)
+PERMISSION = np.uint16(1)
 _S32 = np.uint64(32)
 _S60 = np.uint64(60)
 
-# stage ids (mirrors cvj.stages; kernels do not import cvj)
+# stage, cause and offer ids (mirrors cvj.stages; kernels do not import cvj.stages)
 _UNAWARE, _AWARE, _ENGAGED, _SUBSCRIBED, _CONVERTED, _EXCITED = 0, 1, 2, 3, 4, 5
 _PROMOTER, _LAPSED = 8, 9
 _REFERRAL = 1
@@ -48,13 +64,21 @@ def n_chunks(n_customers):
 
 
 @njit(**PARALLEL)
-def init_customers(stage, profile, acquired, converted, revenue, reached, track, key, seg_end, stage_cum):
+def init_customers(
+    stage, row, sx, orders, clock, last_order, acquired, converted, revenue, reached, track,
+    key, seg_end, stage_cum, band_cum, permitted, width, sx_of,
+):
     """Initial state. Segments are contiguous blocks ending at ``seg_end``; the starting
-    stage and the responsiveness level are drawn per customer (day 0)."""
+    stage, the responsiveness level and the age band (``band_cum[segment]``, cumulative
+    shares) are drawn per customer (day 0). ``permitted[stage]`` is 1 where a customer
+    starting in that stage has given email permission; ``sx_of[stage, orders]`` is the
+    column-table slot."""
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
+    n_bands = band_cum.shape[1]
     k_stage = day_key(key, 0, INIT_STAGE)
     k_level = day_key(key, 0, INIT_LEVEL)
+    k_band = day_key(key, 0, INIT_BAND)
     for ci in prange(chunks):
         lo = ci * CHUNK
         hi = min(n, lo + CHUNK)
@@ -69,8 +93,17 @@ def init_customers(stage, profile, acquired, converted, revenue, reached, track,
             while s < stage_cum.shape[0] - 1 and u >= stage_cum[s]:
                 s += 1
             level = draw_at(k_level, i) >> _S60
+            b = 0
+            if n_bands > 1:
+                ub = to_unit(draw_at(k_band, i))
+                while b < n_bands - 1 and ub >= band_cum[g, b]:
+                    b += 1
             stage[i] = s
-            profile[i] = g * N_LEVELS + level
+            row[i] = (g * N_LEVELS + level) * width + b * 2 + permitted[s]
+            sx[i] = sx_of[s, 0]
+            orders[i] = 0
+            clock[i] = 0
+            last_order[i] = NEVER
             acquired[i] = NONE
             converted[i] = NONE
             revenue[i] = 0.0
@@ -86,7 +119,11 @@ def init_customers(stage, profile, acquired, converted, revenue, reached, track,
 @njit(**PARALLEL)
 def advance_day(
     stage,
-    profile,
+    row,
+    sx,
+    orders,
+    clock,
+    last_order,
     acquired,
     converted,
     revenue,
@@ -94,94 +131,161 @@ def advance_day(
     track,
     key,
     day,
+    colf,
+    sx_of,
+    crow_of,
+    fb_of,
     thr,
     cut_adv,
     cut_lapse,
+    cut_unsub,
     cause_cum,
     buy_cum,
     price,
     flows,
     buys,
     referred,
+    cells,
+    gaps,
 ):
     """Advance every customer by one day ``day`` (1-based).
 
     Parameters
     ----------
-    thr : uint64[profiles, 10]
-        P(something happens today) * 2**32 for each (profile, stage).
-    cut_adv, cut_lapse : float64[profiles, 10]
-        Given an event with choice draw ``u``: ``u < cut_adv`` advances,
-        ``u < cut_lapse`` lapses, otherwise a repeat purchase. Where no repeat
-        purchase is possible the caller sets ``cut_lapse`` to exactly 1.
-    cause_cum : float64[segments, 10, causes]
-        Given an advance from a stage: cumulative probability of each cause.
-    buy_cum : float64[offers]
+    colf : int32[slots * 512]
+        Column of (slot, days since the last activity capped at 511), flat.
+    sx_of : uint8[10, 256]
+        Slot of (stage, orders so far).
+    crow_of, fb_of : int64[rows]
+        For each table row: its (segment, flag cell) row of ``cause_cum`` and its
+        (segment, age band) index in the counts.
+    thr : uint64[rows, cols]
+        P(something happens today) * 2**32 for each (row, column).
+    cut_adv, cut_lapse, cut_unsub : float64[rows, cols]
+        Given an event with choice draw ``u``: ``u < cut_adv`` advances, ``u < cut_lapse``
+        lapses, ``u < cut_unsub`` unsubscribes (loses the email permission, stays in its
+        stage), otherwise a repeat purchase. Where no repeat purchase is possible the
+        caller sets ``cut_unsub`` to exactly 1 (and ``cut_lapse`` too where no
+        unsubscribe is possible).
+    cause_cum : float64[segments * W, cols, causes]
+        Given an advance: cumulative probability of each cause.
+    buy_cum : float64[cols, offers]
         Given a repeat purchase: cumulative probability of each offer.
     price : float64[offers]
-    flows : int64[chunks, segments, 10, causes + 1]   (out; last column = lapse)
-    buys : int64[chunks, segments, offers]            (out)
-    referred : int64[chunks, segments]                (out; conversions of referred customers)
+    flows : int64[chunks, segments * bands, 10, causes + 2]
+        (out) moves out of each stage by cause; column ``causes``: lapses;
+        ``causes + 1``: unsubscribes (no move).
+    buys : int64[chunks, segments * bands, offers]          (out)
+    referred : int64[chunks, segments * bands]              (out; entry purchases of referred customers)
+    cells : int32[chunks, segments * W, cols]               (out, only if it has rows)
+        Customers by (segment, flag cell, column) at the end of the day, with the
+        column as of tomorrow (what the next day's audiences count).
+    gaps : int64[chunks, order classes, MAXG + 1]           (out)
+        Repeat orders by the number of earlier orders (capped) and days since the
+        previous order (capped at MAXG).
     """
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
     n_causes = cause_cum.shape[2]
-    n_offers = buy_cum.shape[0]
+    n_offers = buy_cum.shape[1]
+    maxg = gaps.shape[2] - 1
+    n_oc = gaps.shape[1]
+    count = cells.shape[1] > 0
     k_event = day_key(key, day, EVENT)
     k_choice = day_key(key, day, CHOICE)
     for ci in prange(chunks):
         flows[ci, :, :, :] = 0
         buys[ci, :, :] = 0
         referred[ci, :] = 0
+        gaps[ci, :, :] = 0
+        if count:
+            cells[ci, :, :] = 0
         lo = ci * CHUNK
         hi = min(n, lo + CHUNK)
         for i in range(lo, hi):
-            s = stage[i]
-            p = profile[i]
-            t = thr[p, s]
+            r = row[i]
+            dw = day - clock[i]
+            if dw > MAX_DWELL:
+                dw = MAX_DWELL
+            col = colf[(np.int64(sx[i]) << DWELL_BITS) + dw]
             # No early exit for t == 0 (absorbed customers): the draw below rejects
             # them anyway, and a branch the CPU cannot predict once lapsed and active
             # customers mix cost up to 1.7x (benchmark profile, issue 6).
-            if (draw_at(k_event, i) >> _S32) >= t:
-                continue
-            # something happens: which outcome, and why
-            g = p >> LEVEL_BITS
-            u = to_unit(draw_at(k_choice, i))
-            pa = cut_adv[p, s]
-            pl = cut_lapse[p, s]
-            if u < pa:
-                v = u / pa
-                k = 0
-                while k < n_causes - 1 and v >= cause_cum[g, s, k]:
-                    k += 1
-                flows[ci, g, s, k] += 1
-                new = _AWARE if s == _LAPSED else s + 1
-                stage[i] = new
-                if s == _UNAWARE:
-                    acquired[i] = k
-                elif s == _ENGAGED:
-                    buys[ci, g, _LEAD_MAGNET] += 1
-                    revenue[i] += price[_LEAD_MAGNET]
-                elif s == _SUBSCRIBED:
-                    converted[i] = k
-                    buys[ci, g, _ENTRY] += 1
-                    revenue[i] += price[_ENTRY]
-                    if acquired[i] == _REFERRAL:
-                        referred[ci, g] += 1
-                elif s == _EXCITED:
-                    buys[ci, g, _CORE] += 1
-                    revenue[i] += price[_CORE]
-                if track and reached[i, new - 1] == NEVER:
-                    reached[i, new - 1] = day
-            elif u < pl:
-                flows[ci, g, s, n_causes] += 1
-                stage[i] = _LAPSED
-                if track:
-                    reached[i, reached.shape[1] - 1] = day
-            else:
-                v = (u - pl) / (1.0 - pl)
-                o = 0
-                while o < n_offers - 1 and v >= buy_cum[o]:
-                    o += 1
-                buys[ci, g, o] += 1
-                revenue[i] += price[o]
+            if (draw_at(k_event, i) >> _S32) < thr[r, col]:
+                # something happens: which outcome, and why
+                s = stage[i]
+                crow = crow_of[r]
+                fb = fb_of[r]
+                u = to_unit(draw_at(k_choice, i))
+                pa = cut_adv[r, col]
+                pl = cut_lapse[r, col]
+                pu = cut_unsub[r, col]
+                if u < pa:
+                    v = u / pa
+                    k = 0
+                    while k < n_causes - 1 and v >= cause_cum[crow, col, k]:
+                        k += 1
+                    flows[ci, fb, s, k] += 1
+                    new = _AWARE if s == _LAPSED else s + 1
+                    stage[i] = new
+                    clock[i] = day
+                    if s == _UNAWARE:
+                        acquired[i] = k
+                    elif s == _ENGAGED:
+                        buys[ci, fb, _LEAD_MAGNET] += 1
+                        revenue[i] += price[_LEAD_MAGNET]
+                        row[i] = r | PERMISSION
+                    elif s == _SUBSCRIBED:
+                        converted[i] = k
+                        buys[ci, fb, _ENTRY] += 1
+                        revenue[i] += price[_ENTRY]
+                        _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
+                        if acquired[i] == _REFERRAL:
+                            referred[ci, fb] += 1
+                    elif s == _EXCITED:
+                        buys[ci, fb, _CORE] += 1
+                        revenue[i] += price[_CORE]
+                        _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
+                    sx[i] = sx_of[new, orders[i]]
+                    if track and reached[i, new - 1] == NEVER:
+                        reached[i, new - 1] = day
+                elif u < pl:
+                    flows[ci, fb, s, n_causes] += 1
+                    stage[i] = _LAPSED
+                    sx[i] = sx_of[_LAPSED, orders[i]]
+                    clock[i] = day
+                    if track:
+                        reached[i, reached.shape[1] - 1] = day
+                elif u < pu:
+                    flows[ci, fb, s, n_causes + 1] += 1
+                    row[i] = r & ~PERMISSION
+                else:
+                    v = (u - pu) / (1.0 - pu)
+                    o = 0
+                    while o < n_offers - 1 and v >= buy_cum[col, o]:
+                        o += 1
+                    buys[ci, fb, o] += 1
+                    revenue[i] += price[o]
+                    clock[i] = day
+                    _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
+                    sx[i] = sx_of[s, orders[i]]
+            if count:
+                d2 = day + 1 - clock[i]
+                if d2 > MAX_DWELL:
+                    d2 = MAX_DWELL
+                cells[ci, crow_of[row[i]], colf[(np.int64(sx[i]) << DWELL_BITS) + d2]] += 1
+
+
+@njit(**SERIAL)
+def _order(i, day, orders, last_order, gaps, ci, maxg, n_oc):
+    """Count an order: the gap since the previous one (if any), then the new memory."""
+    k = orders[i]
+    if last_order[i] != NEVER:
+        g = day - last_order[i]
+        if g > maxg:
+            g = maxg
+        c = k if k < n_oc else n_oc - 1
+        gaps[ci, c, g] += 1
+    if k < 255:
+        orders[i] = k + 1
+    last_order[i] = day

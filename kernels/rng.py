@@ -40,6 +40,7 @@ EVENT = 1  # does anything happen to this customer today?
 CHOICE = 2  # which outcome / cause / product, given that something happened
 INIT_STAGE = 3  # starting stage
 INIT_LEVEL = 4  # responsiveness level
+INIT_BAND = 5  # age band
 
 
 @njit(**SERIAL)

@@ -16,8 +16,14 @@ from .model import Compiled, channel_reach, day_tables
 from .errors import ResourceError
 from .stages import LAPSED, N_STAGES, PROMOTER
 
-#: bytes of kernel state per customer (stage, profile, acquired, converted: 1 each; revenue: 4)
-STATE_BYTES = 8
+#: repeat orders are counted by earlier orders (1 .. ORDER_CLASSES - 1, the last class
+#: "that many or more") and days since the previous order (capped at MAX_GAP)
+ORDER_CLASSES = 8
+MAX_GAP = 400
+
+#: bytes of kernel state per customer: stage, slot, orders, acquired, converted (1 each),
+#: row, clock and last order (2 each), revenue (4)
+STATE_BYTES = 15
 #: extra bytes per customer for the customers table: 9 uint16 days + the Arrow columns built from them
 CUSTOMERS_TABLE_BYTES = 18 + 64
 
@@ -81,12 +87,14 @@ class History:
     """Daily aggregates of one run; row ``d`` is day ``d`` (row 0: the starting state)."""
 
     stages: np.ndarray  # int64[D+1, G, 10] customers by segment and stage at the end of the day
-    flows: np.ndarray  # int64[D+1, G, 10, K+1] moves out of each stage by cause (last: lapse)
+    flows: np.ndarray  # int64[D+1, G*B, 10, K+1] moves out of each stage by cause (last: lapse)
     channel_units: np.ndarray  # float64[D+1, C]
     channel_spend: np.ndarray  # float64[D+1, C]
     channel_budget: np.ndarray  # float64[D+1, C] the budget in force that day
     offer_units: np.ndarray  # int64[D+1, G, O]
-    referred: np.ndarray  # int64[D+1, G] conversions of customers acquired by referral
+    referred: np.ndarray  # int64[D+1, G*B] conversions of customers acquired by referral
+    unsubscribes: np.ndarray  # int64[D+1, G*B, 10] email permissions lost, by stage
+    gaps: np.ndarray  # int64[order classes, MAX_GAP + 1] repeat orders by earlier orders and days since the previous one
 
 
 class Engine:
@@ -113,15 +121,24 @@ class Engine:
         self.track = bool(track_customers)
         N, D, G, C, O, K = cm.customers, cm.days, cm.n_segments, cm.n_channels, cm.n_offers, cm.n_causes
         self.key = np.uint64(kernels.stream_key(np.uint64(cm.seed), np.uint64(self.replication)))
+        GB = G * cm.n_bands
         self.stage = np.empty(N, np.uint8)
-        self.profile = np.empty(N, np.uint8)
+        self.row = np.empty(N, np.uint16)
+        self.sx = np.empty(N, np.uint8)
+        self.orders = np.empty(N, np.uint8)
+        self.clock = np.empty(N, np.uint16)
+        self.last_order = np.empty(N, np.uint16)
         self.acquired = np.empty(N, np.uint8)
         self.converted = np.empty(N, np.uint8)
         self.revenue = np.empty(N, np.float32)
         self.reached = np.empty((N if self.track else 0, 9), np.uint16)
         kernels.init_customers(
             self.stage,
-            self.profile,
+            self.row,
+            self.sx,
+            self.orders,
+            self.clock,
+            self.last_order,
             self.acquired,
             self.converted,
             self.revenue,
@@ -130,19 +147,30 @@ class Engine:
             self.key,
             cm.seg_end,
             cm.stage_cum,
+            cm.band_cum,
+            cm.permitted,
+            cm.width,
+            cm.layout.sx_of,
         )
+        self._crow_of = cm.crow_of
+        self._fb_of = cm.fb_of
         nc = kernels.n_chunks(N)
-        self._flows = np.zeros((nc, G, N_STAGES, K + 1), np.int64)
-        self._buys = np.zeros((nc, G, O), np.int64)
-        self._referred = np.zeros((nc, G), np.int64)
+        self._flows = np.zeros((nc, GB, N_STAGES, K + 2), np.int64)
+        self._buys = np.zeros((nc, GB, O), np.int64)
+        self._referred = np.zeros((nc, GB), np.int64)
+        self._cells = np.zeros((nc, G * cm.width if cm.count_cells else 0, cm.layout.n_cols), np.int32)
+        self._gaps = np.zeros((nc, ORDER_CLASSES, MAX_GAP + 1), np.int64)
+        self.cells = None  # customers by (segment x flag cell, column) for tomorrow, when counted
         self.history = History(
-            stages=np.zeros((D + 1, G, N_STAGES), np.int64),
-            flows=np.zeros((D + 1, G, N_STAGES, K + 1), np.int64),
+            stages=np.zeros((D + 1, GB, N_STAGES), np.int64),
+            flows=np.zeros((D + 1, GB, N_STAGES, K + 1), np.int64),
             channel_units=np.zeros((D + 1, C)),
             channel_spend=np.zeros((D + 1, C)),
             channel_budget=np.zeros((D + 1, C)),
-            offer_units=np.zeros((D + 1, G, O), np.int64),
-            referred=np.zeros((D + 1, G), np.int64),
+            offer_units=np.zeros((D + 1, GB, O), np.int64),
+            referred=np.zeros((D + 1, GB), np.int64),
+            unsubscribes=np.zeros((D + 1, GB, N_STAGES), np.int64),
+            gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
         )
         self.history.stages[0] = self._count_stages()
         self.counts = self.history.stages[0].copy()
@@ -150,13 +178,35 @@ class Engine:
         self.day = 0
 
     def _count_stages(self) -> np.ndarray:
-        G = self.cm.n_segments
-        out = np.zeros(G * N_STAGES, np.int64)
+        """Customers by (segment x band, stage)."""
+        B = self.cm.n_bands
+        GB = self.cm.n_segments * B
+        out = np.zeros(GB * N_STAGES, np.int64)
         step = 1 << 20  # in blocks, so the int64 index costs 8 MiB, not 8 bytes per customer
         for lo in range(0, self.stage.shape[0], step):
-            idx = (self.profile[lo : lo + step] >> 4).astype(np.int64) * N_STAGES + self.stage[lo : lo + step]
-            out += np.bincount(idx, minlength=G * N_STAGES)
-        return out.reshape(G, N_STAGES)
+            fb = self._fb_of[self.row[lo : lo + step]]
+            out += np.bincount(fb * N_STAGES + self.stage[lo : lo + step], minlength=GB * N_STAGES)
+        return out.reshape(GB, N_STAGES)
+
+    @property
+    def profile(self) -> np.ndarray:
+        """Each customer's segment * 16 + responsiveness level."""
+        return (self.row // self.cm.width).astype(np.uint8)
+
+    @property
+    def segment(self) -> np.ndarray:
+        """Each customer's segment id."""
+        return (self.row // (16 * self.cm.width)).astype(np.uint8)
+
+    @property
+    def band(self) -> np.ndarray:
+        """Each customer's age band id."""
+        return ((self.row % self.cm.width) >> 1).astype(np.uint8)
+
+    @property
+    def permission(self) -> np.ndarray:
+        """Whether each customer may be emailed."""
+        return (self.row & 1).astype(bool)
 
     @property
     def done(self) -> bool:
@@ -176,9 +226,14 @@ class Engine:
         b = self.planned_budgets(d) if budgets is None else np.asarray(budgets, dtype=np.float64)
         reach = channel_reach(cm, self.counts, self.stock, b)
         tables = day_tables(cm, self.counts, reach)
+        lay = cm.layout
         self._k.advance_day(
             self.stage,
-            self.profile,
+            self.row,
+            self.sx,
+            self.orders,
+            self.clock,
+            self.last_order,
             self.acquired,
             self.converted,
             self.revenue,
@@ -186,19 +241,31 @@ class Engine:
             self.track,
             self.key,
             d,
+            lay.colf,
+            lay.sx_of,
+            self._crow_of,
+            self._fb_of,
             tables.thr,
             tables.cut_adv,
             tables.cut_lapse,
+            tables.cut_unsub,
             tables.cause_cum,
-            cm.buy_cum,
+            tables.buy_cum,
             cm.price,
             self._flows,
             self._buys,
             self._referred,
+            self._cells,
+            self._gaps,
         )
-        flows = self._flows.sum(axis=0)
+        all_flows = self._flows.sum(axis=0)
+        flows = all_flows[..., :-1]
         h = self.history
         h.flows[d] = flows
+        h.unsubscribes[d] = all_flows[..., -1]
+        h.gaps += self._gaps.sum(axis=0)
+        if self._cells.shape[1]:
+            self.cells = self._cells.sum(axis=0, dtype=np.int64)
         h.offer_units[d] = self._buys.sum(axis=0)
         h.referred[d] = self._referred.sum(axis=0)
         spend = reach.spend

@@ -107,7 +107,40 @@ class Compiled:
     carryover: np.ndarray  # float64[C]
     push: np.ndarray  # float64[C, G, 10] push probability * affinity, by stage moved on from
     commission_channel: int  # index of the commission channel or -1
+    layout: Layout  # how (stage, days since last activity, orders) map to table columns
+    band_names: tuple = ("all",)
+    band_cum: np.ndarray = None  # float64[G, B] cumulative age-band shares per segment
+    permitted: np.ndarray = None  # uint8[10] 1 where a customer starting in the stage has email permission
     extra: dict = field(default_factory=dict)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.band_names)
+
+    @property
+    def count_cells(self) -> bool:
+        """Whether the kernel counts customers by table column each day (audiences that
+        depend on days since the last activity, or on the permission flag, need it)."""
+        return bool(self.extra.get("count_cells", False))
+
+    @property
+    def width(self) -> int:
+        """Flag cells per profile: age band x email permission."""
+        return 2 * self.n_bands
+
+    @property
+    def crow_of(self) -> np.ndarray:
+        """For each table row, its (segment, flag cell) row: ``segment * W + cell``."""
+        W = self.width
+        r = np.arange(self.n_segments * RESPONSIVENESS_LEVELS * W)
+        return (r // (RESPONSIVENESS_LEVELS * W)) * W + r % W
+
+    @property
+    def fb_of(self) -> np.ndarray:
+        """For each table row, its (segment, age band) index: ``segment * B + band``."""
+        W = self.width
+        r = np.arange(self.n_segments * RESPONSIVENESS_LEVELS * W)
+        return (r // (RESPONSIVENESS_LEVELS * W)) * self.n_bands + (r % W) // 2
 
     @property
     def n_segments(self) -> int:
@@ -124,6 +157,74 @@ class Compiled:
     @property
     def n_causes(self) -> int:
         return len(self.cause_names)
+
+
+MAX_DWELL = 511  # days since the last activity are capped here (the last bucket runs on); kernels.MAX_DWELL
+ORDER_SLOTS = 256  # orders so far, as stored (uint8)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The day tables' columns. A customer's *slot* is its (stage, order class); each
+    slot's days since the last activity fall into buckets; a column is one (slot,
+    bucket). ``colf[sx_of[s, orders] * (MAX_DWELL + 1) + min(d, MAX_DWELL)]`` is the
+    column of a customer in stage ``s`` with ``orders`` orders, ``d`` days after its
+    last activity (a stage move or an order)."""
+
+    sx_of: np.ndarray  # uint8[10, ORDER_SLOTS] slot of (stage, orders so far)
+    colf: np.ndarray  # int32[slots * (MAX_DWELL + 1)] column of (slot, days)
+    col_stage: np.ndarray  # int64[cols] stage of each column
+    col_lo: np.ndarray  # int64[cols] first day (since the last activity) of the column's bucket
+    col_hi: np.ndarray  # int64[cols] last day of the bucket (MAX_DWELL: open-ended)
+    col_orders: np.ndarray  # int64[cols] order class of the column (0: not a repeat stage)
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.col_stage.shape[0])
+
+    def column(self, stage: int, days: int, orders: int = 0) -> int:
+        """The column of one (stage, days since the last activity, orders so far)."""
+        return int(self.colf[int(self.sx_of[stage, orders]) * (MAX_DWELL + 1) + min(days, MAX_DWELL)])
+
+    @classmethod
+    def build(cls, breaks: dict | None = None, order_classes: dict | None = None) -> Layout:
+        """Columns from the day boundaries of each stage (``breaks[s]``: first days of
+        the buckets after the first, which starts at day 0) and the number of order
+        classes of each stage (``order_classes[s] = k``: a customer with 1, 2, ...
+        orders is in class 1, 2, ..., with k or more in class k)."""
+        breaks = breaks or {}
+        order_classes = order_classes or {}
+        L = MAX_DWELL + 1
+        sx_of = np.zeros((N_STAGES, ORDER_SLOTS), np.uint8)
+        colf = []
+        stage_of, lo_of, hi_of, oc_of = [], [], [], []
+        slot = 0
+        for s in range(N_STAGES):
+            starts = [0, *sorted({int(b) for b in breaks.get(s, ()) if 0 < b <= MAX_DWELL})]
+            ends = [*(b - 1 for b in starts[1:]), MAX_DWELL]
+            k = int(order_classes.get(s, 1))
+            for oc in range(k):
+                first = len(stage_of)
+                block = np.empty(L, np.int32)
+                for b, (lo, hi) in enumerate(zip(starts, ends)):
+                    block[lo : hi + 1] = first + b
+                    stage_of.append(s)
+                    lo_of.append(lo)
+                    hi_of.append(hi)
+                    oc_of.append(oc + 1 if k > 1 else 0)
+                colf.append(block)
+            # orders so far -> slot: 0 or 1 order -> first class, ..., k or more -> last
+            classes = np.clip(np.arange(ORDER_SLOTS) - 1, 0, k - 1) if k > 1 else np.zeros(ORDER_SLOTS, int)
+            sx_of[s] = slot + classes
+            slot += k
+        return cls(
+            sx_of=_ro(sx_of),
+            colf=_ro(np.concatenate(colf)),
+            col_stage=_ro(np.array(stage_of, np.int64)),
+            col_lo=_ro(np.array(lo_of, np.int64)),
+            col_hi=_ro(np.array(hi_of, np.int64)),
+            col_orders=_ro(np.array(oc_of, np.int64)),
+        )
 
 
 def compile_scenario(sc: Scenario) -> Compiled:
@@ -252,6 +353,10 @@ def compile_scenario(sc: Scenario) -> Compiled:
         carryover=_ro(carryover),
         push=_ro(push),
         commission_channel=commission_channel,
+        layout=Layout.build(),
+        band_names=("all",),
+        band_cum=_ro(np.ones((G, 1))),
+        permitted=_ro(np.isin(np.arange(N_STAGES), PERMISSION_STAGES).astype(np.uint8)),
     )
 
 
@@ -318,46 +423,58 @@ def channel_reach(cm: Compiled, counts: np.ndarray, stock: np.ndarray, budgets: 
 
 @dataclass
 class DayTables:
-    thr: np.ndarray
-    cut_adv: np.ndarray
-    cut_lapse: np.ndarray
-    cause_cum: np.ndarray
+    thr: np.ndarray  # uint64[rows, cols], rows = (segment * 16 + level) * W + flag cell
+    cut_adv: np.ndarray  # float64[rows, cols]
+    cut_lapse: np.ndarray  # float64[rows, cols]
+    cut_unsub: np.ndarray  # float64[rows, cols]
+    cause_cum: np.ndarray  # float64[G * W, cols, K]
+    buy_cum: np.ndarray  # float64[cols, O]
     referral_hazard: float
-    channel_hazard: np.ndarray  # float64[C, G, 10]
+    channel_hazard: np.ndarray  # float64[C, G, W, cols]
 
 
 def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach) -> DayTables:
-    """The kernel's tables for one day from yesterday's counts and today's reach."""
-    G, C = cm.n_segments, cm.n_channels
+    """The kernel's tables for one day from yesterday's counts and today's reach.
+
+    ``counts`` are yesterday's customers by (segment x band, stage)."""
+    G, C, W = cm.n_segments, cm.n_channels, cm.width
+    lay = cm.layout
+    cs = lay.col_stage  # stage of each column
+    n_cols = lay.n_cols
     referrers = counts.sum(axis=0) @ cm.referral_rate
     ref_h = referrers / cm.customers
-    # cause hazards [G, 10, K]: organic, referral, channels
-    causes = np.zeros((G, N_STAGES, 2 + C))
-    causes[:, :, CAUSE_ORGANIC] = cm.organic
-    causes[:, UNAWARE, CAUSE_REFERRAL] = ref_h
-    p_ch = cm.push * (reach.response * reach.coverage)[:, None, None]
+    # cause hazards [G, W, cols, K]: organic, referral, channels
+    causes = np.zeros((G, W, n_cols, 2 + C))
+    causes[:, :, :, CAUSE_ORGANIC] = cm.organic[:, None, cs]
+    causes[:, :, cs == UNAWARE, CAUSE_REFERRAL] = ref_h
+    p_ch = cm.push * (reach.response * reach.coverage)[:, None, None]  # [C, G, 10]
     ch_h = hazard(p_ch) * (p_ch > 0)
-    causes[:, :, 2:] = np.moveaxis(ch_h, 0, -1)
-    causes[:, PROMOTER, :] = 0.0
-    adv = causes.sum(axis=-1) * cm.take  # [G, 10]
-    H = cm.levels[:, :, None] * adv[:, None, :]  # [G, 16, 10]
-    lam = np.broadcast_to(cm.lapse[:, None, :], H.shape)
-    rho = np.broadcast_to(cm.repeat[None, None, :], H.shape)
-    total = H + lam + rho
+    ch_cols = np.broadcast_to(ch_h[:, :, None, cs], (C, G, W, n_cols))
+    causes[..., 2:] = np.moveaxis(ch_cols, 0, -1)
+    causes[:, :, cs == PROMOTER, :] = 0.0
+    adv = causes.sum(axis=-1) * cm.take[:, None, cs]  # [G, W, cols]
+    H = cm.levels[:, :, None, None] * adv[:, None, :, :]  # [G, 16, W, cols]
+    lam = np.broadcast_to(cm.lapse[:, None, None, cs], H.shape)
+    uns = np.zeros(H.shape)
+    rho = np.broadcast_to(cm.repeat[None, None, None, cs], H.shape)
+    total = H + lam + uns + rho
     p_event = -np.expm1(-total)
     thr = np.floor(p_event * 2.0**32).astype(np.uint64)
     with np.errstate(invalid="ignore", divide="ignore"):
         safe = np.where(total > 0, total, 1.0)
         cut_adv = np.where(total > 0, H / safe, 0.0)
-        cut_lapse = np.where(rho > 0, (H + lam) / safe, 1.0)
-    P = G * RESPONSIVENESS_LEVELS
+        cut_lapse = np.where((rho > 0) | (uns > 0), (H + lam) / safe, 1.0)
+        cut_unsub = np.where(rho > 0, (H + lam + uns) / safe, 1.0)
+    rows = G * RESPONSIVENESS_LEVELS * W
     return DayTables(
-        thr=np.ascontiguousarray(thr.reshape(P, N_STAGES)),
-        cut_adv=np.ascontiguousarray(cut_adv.reshape(P, N_STAGES)),
-        cut_lapse=np.ascontiguousarray(cut_lapse.reshape(P, N_STAGES)),
-        cause_cum=np.ascontiguousarray(_cumulative(causes)),
+        thr=np.ascontiguousarray(thr.reshape(rows, n_cols)),
+        cut_adv=np.ascontiguousarray(cut_adv.reshape(rows, n_cols)),
+        cut_lapse=np.ascontiguousarray(cut_lapse.reshape(rows, n_cols)),
+        cut_unsub=np.ascontiguousarray(cut_unsub.reshape(rows, n_cols)),
+        cause_cum=np.ascontiguousarray(_cumulative(causes).reshape(G * W, n_cols, 2 + C)),
+        buy_cum=np.ascontiguousarray(np.broadcast_to(cm.buy_cum[None, :], (n_cols, cm.n_offers))),
         referral_hazard=float(ref_h),
-        channel_hazard=ch_h,
+        channel_hazard=ch_cols,
     )
 
 
@@ -365,12 +482,13 @@ def daily_transition_matrix(cm: Compiled, segment: int, level: int, tables: DayT
     """The 10x10 one-day transition matrix of one (segment, responsiveness level) under
     given day tables. With channels and referrals constant this is the time-homogeneous
     Markov chain a customer follows (used by the closed-form tests)."""
-    p = segment * RESPONSIVENESS_LEVELS + level
+    p = (segment * RESPONSIVENESS_LEVELS + level) * cm.width  # band 0, no permission
     P = np.zeros((N_STAGES, N_STAGES))
     for s in range(N_STAGES):
-        pe = tables.thr[p, s] / 2.0**32
-        a = pe * tables.cut_adv[p, s]
-        lapse = pe * (tables.cut_lapse[p, s] - tables.cut_adv[p, s])
+        c = cm.layout.column(s, 0)
+        pe = tables.thr[p, c] / 2.0**32
+        a = pe * tables.cut_adv[p, c]
+        lapse = pe * (tables.cut_lapse[p, c] - tables.cut_adv[p, c])
         to = 1 if s == LAPSED else min(s + 1, PROMOTER)
         if s != PROMOTER:
             P[s, to] += a

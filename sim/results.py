@@ -12,9 +12,10 @@ import pyarrow as pa
 
 from .engine import Engine, History
 from .model import PRICING_CODE, Compiled
+from .registry import RUN_TABLES, SUMMARY_KEYS, kpi, names
 from .stages import LAPSED, OFFER_ENTRY, OFFER_LEAD_MAGNET, PROMOTER, STAGES, SUBSCRIBED
 
-TABLES = ("daily_stages", "transitions", "finance", "summary", "customers")
+TABLES = names(RUN_TABLES)
 KIND_CHANNEL, KIND_OFFER = "channel", "offer"
 
 
@@ -77,21 +78,11 @@ def summary(cm: Compiled, h: History, replication: int) -> dict:
     return row
 
 
-SUMMARY_TYPES = {
-    "scenario": pa.string(),
-    "seed": pa.int64(),
-    "replication": pa.int32(),
-    "customers": pa.int64(),
-    "days": pa.int32(),
-    "conversions": pa.int64(),
-    "payback_day": pa.int32(),
-}
-
-
 def summary_table(rows: list[dict]) -> pa.Table:
+    """Rows of :func:`summary` as a table, with the column types of the registry."""
     cols = {}
     for key in rows[0]:
-        typ = SUMMARY_TYPES.get(key, pa.int64() if key.startswith("end_") else pa.float64())
+        typ = SUMMARY_KEYS.get(key) or kpi(key).type
         cols[key] = pa.array([r[key] for r in rows], type=typ)
     return pa.table(cols)
 
@@ -167,7 +158,7 @@ def customers(cm: Compiled, e: Engine, replication: int) -> pa.Table:
     cols = {
         "replication": pa.array(np.full(N, replication, np.int32)),
         "customer_id": pa.array(np.arange(N, dtype=np.int64)),
-        "segment": _dict(e.profile >> 4, cm.segment_names),
+        "segment": _dict(e.segment, cm.segment_names),
         "final_stage": _dict(e.stage, STAGES),
     }
     never = np.uint16(0xFFFF)

@@ -9,7 +9,7 @@ M1 = 0xBF58476D1CE4E5B9
 M2 = 0x94D049BB133111EB
 C_SEED = 0x632BE59BD9B4E019
 C_DAY = 0xD1B54A32D192ED03
-EVENT, CHOICE, INIT_STAGE, INIT_LEVEL = 1, 2, 3, 4
+EVENT, CHOICE, INIT_STAGE, INIT_LEVEL, INIT_BAND = 1, 2, 3, 4, 5
 NEVER = 0xFFFF
 
 
@@ -33,10 +33,15 @@ def unit(bits):
 
 
 class Customer:
-    __slots__ = ("stage", "segment", "level", "acquired", "converted", "revenue", "reached")
+    __slots__ = (
+        "stage", "segment", "level", "band", "permission", "orders", "clock", "last_order",
+        "acquired", "converted", "revenue", "reached",
+    )
 
 
-def init(n, key, seg_end, stage_cum, track):
+def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None):
+    """Starting customers. ``band_cum[g]``: cumulative age-band shares of segment g;
+    ``permitted[s]``: 1 where starting in stage s gives email permission."""
     people = []
     for i in range(n):
         c = Customer()
@@ -47,6 +52,16 @@ def init(n, key, seg_end, stage_cum, track):
             s += 1
         c.stage = s
         c.level = draw(key, i, 0, INIT_LEVEL) >> 60
+        c.band = 0
+        cum = band_cum[c.segment] if band_cum is not None else [1.0]
+        if len(cum) > 1:
+            ub = unit(draw(key, i, 0, INIT_BAND))
+            while c.band < len(cum) - 1 and ub >= cum[c.band]:
+                c.band += 1
+        c.permission = int(permitted[s]) if permitted is not None else int(3 <= s <= 8)
+        c.orders = 0
+        c.clock = 0
+        c.last_order = NEVER
         c.acquired = c.converted = 255
         c.revenue = 0.0
         c.reached = [NEVER] * 9 if track else None
@@ -58,52 +73,84 @@ def init(n, key, seg_end, stage_cum, track):
     return people
 
 
-def day(people, key, d, thr, cut_adv, cut_lapse, cause_cum, buy_cum, price, n_causes):
-    """One day. Returns (flows, buys, referred) as dicts keyed by tuples."""
-    flows, buys, referred = {}, {}, {}
+def column(c, d, col_of, sx_of):
+    """The customer's table column on day d: the bucket of days since its last activity
+    (capped at the table's last day) in its (stage, order class) slot."""
+    slot = sx_of[c.stage][c.orders]
+    return col_of[slot][min(d - c.clock, len(col_of[slot]) - 1)]
+
+
+def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub, cause_cum, buy_cum, price,
+        n_causes, n_bands, order_classes, max_gap):
+    """One day. Returns (flows, buys, referred, unsubscribes, gaps) as dicts keyed by
+    tuples; flows, buys and referred are keyed by segment * n_bands + band."""
+    flows, buys, referred, unsubs, gaps = {}, {}, {}, {}, {}
 
     def bump(table, k):
         table[k] = table.get(k, 0) + 1
 
+    def order(c):
+        if c.last_order != NEVER:
+            bump(gaps, (min(c.orders, order_classes - 1), min(d - c.last_order, max_gap)))
+        c.orders = min(c.orders + 1, 255)
+        c.last_order = d
+
     for i, c in enumerate(people):
-        p = c.segment * 16 + c.level
         s = c.stage
-        if thr[p][s] == 0 or (draw(key, i, d, EVENT) >> 32) >= thr[p][s]:
+        col = column(c, d, col_of, sx_of)
+        cell = c.band * 2 + c.permission
+        row = (c.segment * 16 + c.level) * width + cell
+        crow = c.segment * width + cell
+        fb = c.segment * n_bands + c.band
+        t = thr[row][col]
+        if t == 0 or (draw(key, i, d, EVENT) >> 32) >= t:
             continue
         u = unit(draw(key, i, d, CHOICE))
-        if u < cut_adv[p][s]:
-            v = u / cut_adv[p][s]
+        if u < cut_adv[row][col]:
+            v = u / cut_adv[row][col]
             k = 0
-            while k < n_causes - 1 and v >= cause_cum[c.segment][s][k]:
+            while k < n_causes - 1 and v >= cause_cum[crow][col][k]:
                 k += 1
-            bump(flows, (c.segment, s, k))
+            bump(flows, (fb, s, k))
             new = 1 if s == 9 else s + 1
             c.stage = new
+            c.clock = d
             bought = {2: 0, 3: 1, 5: 2}.get(s)
             if s == 0:
                 c.acquired = k
+            if s == 2:
+                c.permission = 1
             if s == 3:
                 c.converted = k
                 if c.acquired == 1:
-                    bump(referred, c.segment)
+                    bump(referred, fb)
             if bought is not None:
-                bump(buys, (c.segment, bought))
+                bump(buys, (fb, bought))
                 c.revenue = float_add32(c.revenue, price[bought])
+                if bought != 0:  # the lead magnet is not an order
+                    order(c)
             if c.reached is not None and c.reached[new - 1] == NEVER:
                 c.reached[new - 1] = d
-        elif u < cut_lapse[p][s]:
-            bump(flows, (c.segment, s, n_causes))
+        elif u < cut_lapse[row][col]:
+            bump(flows, (fb, s, n_causes))
             c.stage = 9
+            c.clock = d
             if c.reached is not None:
                 c.reached[8] = d
+        elif u < cut_unsub[row][col]:
+            bump(unsubs, (fb, s))
+            c.permission = 0
         else:
-            v = (u - cut_lapse[p][s]) / (1.0 - cut_lapse[p][s])
+            pu = cut_unsub[row][col]
+            v = (u - pu) / (1.0 - pu)
             o = 0
-            while o < len(buy_cum) - 1 and v >= buy_cum[o]:
+            while o < len(buy_cum[col]) - 1 and v >= buy_cum[col][o]:
                 o += 1
-            bump(buys, (c.segment, o))
+            bump(buys, (fb, o))
             c.revenue = float_add32(c.revenue, price[o])
-    return flows, buys, referred
+            c.clock = d
+            order(c)
+    return flows, buys, referred, unsubs, gaps
 
 
 def float_add32(a, b):

@@ -1,15 +1,21 @@
 """The day kernel against its plain-Python twin (tests/naive.py): same inputs, same
-counter-based random numbers, exactly the same state and counts, day after day."""
+counter-based random numbers, exactly the same state and counts, day after day; on
+hand-made scenarios (one above a chunk of the kernel's parallel loop, with segment
+boundaries at the chunk's edge) and on hypothesis-drawn small ones."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cvj import kernels
 import cvj
-from cvj.engine import Engine
+from cvj import kernels
+from cvj.engine import MAX_GAP, ORDER_CLASSES, Engine
+from cvj.model import MAX_DWELL
 from cvj.model import channel_reach, compile_scenario, day_tables
 
 from . import naive
+from .test_invariants import scenarios as random_scenarios
 
 FULL = {
     # every mechanism on: lapse and reactivation, repeat purchases and upsells,
@@ -33,35 +39,90 @@ FULL = {
 }
 
 
+def chunk_edge_overrides() -> dict:
+    """Two chunks and a bit, with segment boundaries one customer before and after the
+    first chunk's end: the 2-customer segment B2B straddles it, so a chunk starts inside
+    a segment and the kernel's segment lookup at a chunk's start is exercised."""
+    n = 2 * kernels.CHUNK + 100
+    b2c, b2b = kernels.CHUNK - 1, 2
+    return {
+        "market.customers": n,
+        "market.days": 4,
+        "market.seed": 5,
+        "market.initial_stages": {"unaware": 0.6, "aware": 0.2, "subscribed": 0.1, "ascended": 0.1},
+        "segments.B2C.share": b2c / n,
+        "segments.B2B.share": b2b / n,
+        "segments.B2P.share": (n - b2c - b2b) / n,
+    }
+
+
 def scenarios():
     yield "default-small", cvj.load_scenario(None, {"market.customers": 3000, "market.days": 25})
     yield "all-mechanisms", cvj.load_scenario(None, FULL)
+    yield "above-one-chunk", cvj.load_scenario(None, chunk_edge_overrides())
 
 
 @pytest.mark.parametrize("track", [False, True])
 @pytest.mark.parametrize("name,sc", list(scenarios()), ids=lambda x: x if isinstance(x, str) else "")
 def test_kernel_equals_naive_twin(name, sc, track):
+    e = run_kernel_and_twin(sc, replication=3, track=track)
+    cm, h = e.cm, e.history
+    # the comparison is not vacuous: many things happened
+    events = h.flows[1:].sum() + h.offer_units[1:].sum()
+    assert events > cm.customers // (20 if name == "above-one-chunk" else 2)
+    if name == "above-one-chunk":
+        assert list(cm.seg_end[:2]) == [kernels.CHUNK - 1, kernels.CHUNK + 1]
+        assert kernels.n_chunks(cm.customers) == 3
+    if name == "all-mechanisms":
+        assert h.referred.sum() > 0  # referred sales (commission)
+        assert h.flows[:, :, 9, :].sum() > 0  # reactivation from lapsed
+        assert h.flows[:, :, :, -1].sum() > 0  # lapses
+        assert h.offer_units[:, :, 3:].sum() > 0  # upsells
+        assert h.offer_units[:, :, 2].sum() > h.flows[:, :, 5, :-1].sum()  # repeat core purchases
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=random_scenarios(), replication=st.integers(0, 1000), track=st.booleans())
+def test_kernel_equals_naive_twin_on_random_scenarios(sc, replication, track):
+    run_kernel_and_twin(sc, replication, track)
+
+
+def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
+    """Run ``sc`` day by day in the kernel and in the twin; state and counts must be
+    equal after the start and after every day. Returns the kernel's engine."""
     cm = compile_scenario(sc)
-    e = Engine(cm, replication=3, track_customers=track)
-    key = naive.stream_key(cm.seed, 3)
+    e = Engine(cm, replication=replication, track_customers=track)
+    key = naive.stream_key(cm.seed, replication)
     assert key == int(e.key)
-    people = naive.init(cm.customers, key, list(cm.seg_end), list(cm.stage_cum), track)
+    people = naive.init(
+        cm.customers, key, list(cm.seg_end), list(cm.stage_cum), track, cm.band_cum.tolist(), cm.permitted.tolist()
+    )
+    lay = cm.layout
+    col_of = lay.colf.reshape(-1, MAX_DWELL + 1).tolist()  # [slot][days]
+    sx_of = lay.sx_of.tolist()
     assert_same_state(e, people, track)
-    events = 0
     for d in range(1, cm.days + 1):
         reach = channel_reach(cm, e.counts, e.stock, cm.budget[d])
         t = day_tables(cm, e.counts, reach)
-        flows, buys, referred = naive.day(
+        gaps_before = e.history.gaps.copy()
+        flows, buys, referred, unsubs, gaps = naive.day(
             people,
             key,
             d,
+            cm.width,
+            col_of,
+            sx_of,
             t.thr.tolist(),
             t.cut_adv.tolist(),
             t.cut_lapse.tolist(),
+            t.cut_unsub.tolist(),
             t.cause_cum.tolist(),
-            cm.buy_cum.tolist(),
+            t.buy_cum.tolist(),
             cm.price.tolist(),
             cm.n_causes,
+            cm.n_bands,
+            ORDER_CLASSES,
+            MAX_GAP,
         )
         e.step()
         assert_same_state(e, people, track)
@@ -69,16 +130,15 @@ def test_kernel_equals_naive_twin(name, sc, track):
         assert dict_of(h.flows[d]) == flows
         assert dict_of(h.offer_units[d]) == buys
         assert dict_of(h.referred[d]) == {(k,): v for k, v in referred.items()}
-        events += sum(flows.values()) + sum(buys.values())
-    # the comparison is not vacuous: many things happened
-    assert events > cm.customers // 2
-    if name == "all-mechanisms":
-        h = e.history
-        assert h.referred.sum() > 0  # referred sales (commission)
-        assert h.flows[:, :, 9, :].sum() > 0  # reactivation from lapsed
-        assert h.flows[:, :, :, -1].sum() > 0  # lapses
-        assert h.offer_units[:, :, 3:].sum() > 0  # upsells
-        assert h.offer_units[:, :, 2].sum() > h.flows[:, :, 5, :-1].sum()  # repeat core purchases
+        assert dict_of(h.unsubscribes[d]) == unsubs
+        assert dict_of(h.gaps - gaps_before) == gaps
+        if e.cells is not None:  # tomorrow's audience cells, counted by the kernel
+            expect = {}
+            for c in people:
+                k = (c.segment * cm.width + c.band * 2 + c.permission, naive.column(c, d + 1, col_of, sx_of))
+                expect[k] = expect.get(k, 0) + 1
+            assert dict_of(e.cells) == expect
+    return e
 
 
 def dict_of(arr):
@@ -87,7 +147,15 @@ def dict_of(arr):
 
 def assert_same_state(e, people, track):
     np.testing.assert_array_equal(e.stage, [c.stage for c in people])
-    np.testing.assert_array_equal(e.profile, [c.segment * 16 + c.level for c in people])
+    W = e.cm.width
+    np.testing.assert_array_equal(
+        e.row, [(c.segment * 16 + c.level) * W + c.band * 2 + c.permission for c in people]
+    )
+    lay = e.cm.layout
+    np.testing.assert_array_equal(e.sx, [lay.sx_of[c.stage][c.orders] for c in people])
+    np.testing.assert_array_equal(e.orders, [c.orders for c in people])
+    np.testing.assert_array_equal(e.clock, [c.clock for c in people])
+    np.testing.assert_array_equal(e.last_order, [c.last_order for c in people])
     np.testing.assert_array_equal(e.acquired, [c.acquired for c in people])
     np.testing.assert_array_equal(e.converted, [c.converted for c in people])
     np.testing.assert_array_equal(e.revenue, np.array([c.revenue for c in people], np.float32))

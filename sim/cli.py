@@ -26,6 +26,7 @@ from rich.text import Text
 from .errors import ClusterError, CvjError
 from .names import escape
 from .output import AtomicDir
+from .registry import SUMMARY_KEYS, kpi
 from .scenario import default_scenario_path, load_scenario
 from .version import __version__
 
@@ -209,14 +210,13 @@ def _fmt(v, money=False, cur=""):
 
 
 def _print_summary(rows: list[dict], currency: str) -> None:
-    money_keys = ("spend", "revenue", "cost", "profit", "front_end_profit", "back_end_profit")
-    keys = [k for k in rows[0] if k not in ("scenario", "seed", "replication", "customers", "days")]
+    keys = [k for k in rows[0] if k not in SUMMARY_KEYS]
     t = Table(title=f"KPIs: {rows[0]['scenario']} (seed {rows[0]['seed']})", title_justify="left")
     t.add_column("kpi")
     for r in rows:
         t.add_column(f"rep {r['replication']}", justify="right")
     for k in keys:
-        t.add_row(k, *[_fmt(r[k], k in money_keys, currency) for r in rows])
+        t.add_row(k, *[_fmt(r[k], kpi(k).money, currency) for r in rows])
     out.print(t)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.table import Table
 
-from .study.stats import LOWER_IS_BETTER
+from .registry import kpi
 
 if TYPE_CHECKING:
     from .study import StudyResult
@@ -41,7 +41,7 @@ def verdict(row: dict, confidence: float) -> str:
         return "too few replications"
     if p >= 1 - confidence:
         return f"not significant ({_p(p)})"
-    better = (row["mean_difference"] < 0) == (row["kpi"] in LOWER_IS_BETTER)
+    better = (row["mean_difference"] < 0) == kpi(row["kpi"]).lower_is_better
     return f"{'better' if better else 'worse'} ({_p(p)})"
 
 

@@ -42,6 +42,7 @@ from .documents import Strict
 from .engine import Engine
 from .errors import ScenarioError
 from .model import PRICING_CODE, Compiled
+from .registry import MOVE_SCHEMA
 from .run import tables_of
 from .stages import CONVERTED, LAPSED, PERMISSION_STAGES, SUBSCRIBED
 
@@ -87,16 +88,6 @@ class MarketerSettings(Strict):
     min_daily_budget: float = Field(default=0.0, ge=0.0)
     channels: list[str] | None = None
 
-
-MOVE_SCHEMA = pa.schema(
-    [
-        ("day", pa.int32()),
-        ("from_channel", pa.string()),
-        ("to_channel", pa.string()),
-        ("amount", pa.float64()),
-        ("reason", pa.string()),
-    ]
-)
 
 
 class ChannelAgent(mesa.Agent):

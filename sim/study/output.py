@@ -48,6 +48,7 @@ from typing import Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import registry
 from ..output import (
     LEGACY_LOCK,
     MANIFEST,
@@ -68,9 +69,9 @@ from ..version import __version__
 from .spec import tasks_of
 
 #: the tables of one run (one partition each): what ``run_task`` returns
-PARTITION_TABLES = ("daily_stages", "transitions", "finance", "kpis_daily", "summary", "budget_moves")
+PARTITION_TABLES = registry.names(registry.STUDY_RUN_TABLES)
 #: the study tables, computed from all partitions at the end
-STUDY_TABLES = ("runs", "contrasts")
+STUDY_TABLES = registry.names(registry.STUDY_TABLES)
 PART = "part-0.parquet"
 
 

@@ -44,8 +44,8 @@ from pydantic import Field
 from ..documents import Label, Name, Strict, apply_overrides, flatten, read_toml, validate
 from ..errors import ScenarioError
 from ..mesa_model import MarketerSettings
+from ..registry import kpi_names
 from ..scenario import Scenario, validate_scenario
-from ..stages import STAGES
 
 FORMAT = 1
 
@@ -176,24 +176,6 @@ def _marketer(common: dict, own: dict, variant_path: str, source: str) -> Market
         raise ScenarioError(err.reason, f"{path}.{err.path}", err.value, source) from None
 
 
-def kpi_names(sc: Scenario) -> tuple[str, ...]:
-    """The KPIs a run reports (the numeric columns of ``summary``)."""
-    return (
-        "spend",
-        "revenue",
-        "cost",
-        "profit",
-        "conversions",
-        "cac",
-        "roas",
-        "payback_day",
-        "front_end_profit",
-        "back_end_profit",
-        *(f"ltv_{g}" for g in sc.segments),
-        *(f"end_{s}" for s in STAGES),
-    )
-
-
 def load_study(path: str | os.PathLike, replications: int | None = None) -> Study:
     """Load and validate a study file.
 
@@ -262,7 +244,7 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
         _check_marketer(settings, sc, lambda key, w=where, m=v.marketer: f"{w}.marketer" if key in m else "marketer", source)
         variants[name] = Variant(name, v.description, sc, settings, overrides)
 
-    known = kpi_names(variants[spec.baseline].scenario)
+    known = kpi_names(variants[spec.baseline].scenario.segments)
     for i, k in enumerate(spec.kpis):
         if k not in known:
             raise ScenarioError(f"unknown KPI; KPIs are {', '.join(known)}", f"kpis.{i}", k, source)
@@ -270,7 +252,7 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
     if rank_by not in spec.kpis:
         raise ScenarioError("must be one of the study's kpis", "rank_by", rank_by, source)
     for name, v in variants.items():
-        if kpi_names(v.scenario) != known:
+        if kpi_names(v.scenario.segments) != known:
             raise ScenarioError("variants must keep the base scenario's segments", f"variants.{name}.overrides", None, source)
     return Study(
         name=spec.name,
@@ -316,4 +298,4 @@ def tasks_of(study: Study) -> list[tuple[str, int]]:
     return [(v, r) for r in range(study.replications) for v in study.variant_names]
 
 
-__all__ = ["FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "kpi_names", "load_study", "study_from_json", "tasks_of"]
+__all__ = ["FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "load_study", "study_from_json", "tasks_of"]

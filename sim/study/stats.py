@@ -14,34 +14,11 @@ import numpy as np
 import pyarrow as pa
 from scipy import stats
 
+from ..registry import CONTRASTS_SCHEMA, kpi
+
 if TYPE_CHECKING:
     from .spec import Study
 
-#: KPIs where less is better (everything else: more is better)
-LOWER_IS_BETTER = frozenset({"spend", "cost", "cac", "payback_day", "end_unaware", "end_lapsed"})
-
-#: one row per variant x KPI: the ``contrasts`` table of a study
-CONTRASTS_SCHEMA = pa.schema(
-    [
-        ("variant", pa.string()),
-        ("baseline", pa.string()),
-        ("kpi", pa.string()),
-        ("n", pa.int32()),
-        ("variant_mean", pa.float64()),
-        ("baseline_mean", pa.float64()),
-        ("mean_difference", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("halfwidth", pa.float64()),
-        ("p_value", pa.float64()),
-        ("significant", pa.bool_()),
-        ("var_paired", pa.float64()),
-        ("var_independent", pa.float64()),
-        ("crn_variance_factor", pa.float64()),
-        ("target_halfwidth", pa.float64()),
-        ("replications_needed", pa.int64()),
-    ]
-)
 
 
 def paired_contrast(x, y, confidence: float = 0.95) -> dict:
@@ -157,11 +134,11 @@ def ranking(study: Study, runs: dict[str, list[dict]]) -> list[dict]:
         if x.size >= 2:
             hw = float(stats.t.ppf(0.5 + study.confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
         rows.append({"variant": v, "kpi": k, "mean": float(x.mean()) if x.size else None, "halfwidth": hw})
-    sign = 1.0 if k in LOWER_IS_BETTER else -1.0
+    sign = 1.0 if kpi(k).lower_is_better else -1.0
     rows.sort(key=lambda r: (r["mean"] is None, sign * (r["mean"] or 0.0)))
     for i, r in enumerate(rows):
         r["rank"] = i + 1
     return rows
 
 
-__all__ = ["CONTRASTS_SCHEMA", "LOWER_IS_BETTER", "contrasts", "paired_contrast", "ranking", "replications_needed"]
+__all__ = ["contrasts", "paired_contrast", "ranking", "replications_needed"]

@@ -71,12 +71,14 @@ def _on_sigterm(signum, frame):  # a killed run cleans up like Ctrl-C
 class _Group(click.Group):
     """Turn cvj's errors anywhere below into one line and their exit status."""
 
-    def main(self, *args, **kwargs):
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
         # text that cannot be encoded (a name on a non-UTF-8 terminal, undecodable
         # bytes of a path) is escaped rather than ending a finished run with an error
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(errors="backslashreplace")
+        if not standalone_mode:  # the caller handles click's exceptions itself
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.NoArgsIsHelpError as exc:
@@ -145,7 +147,7 @@ def validate(scenario: Path) -> None:
 @click.option("--replication", "first", type=click.IntRange(min=0), default=0, show_default=True, help="Number of the first replication.")
 @click.option("--threads", type=click.IntRange(min=1), help="Kernel threads (default: all cores). Results do not depend on it.")
 @click.option("--customers-table", is_flag=True, help="Also write one row per customer (18 more bytes per customer in memory).")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
 def run(scenario, out_dir, seed, customers, days, replications, first, threads, customers_table, force, quiet, make_report):
@@ -247,7 +249,7 @@ def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
     help="Wanted CI half-width of a difference: NUMBER (the ranking KPI) or KPI=NUMBER; repeatable.",
 )
 @click.option("--resume", is_flag=True, help="Finish the study in --out: keep the runs already there, run the rest.")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj compare.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
 def compare(study, out_dir, replications, workers, scheduler, dask_workers, threads, retries, targets, resume, force, quiet,

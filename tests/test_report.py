@@ -121,7 +121,7 @@ def test_scorecard_is_the_summary_formatted(run_dir, run_report):
     (s,) = rows(run_dir / "summary")
     tiles = {t["kpi"]: t for t in run_report.tiles}
     assert tiles["profit"]["value"] == f"{s['profit']:,.0f} USD"
-    assert tiles["cac"]["value"] == f"{s['cac']:,.2f} USD"
+    assert tiles["cac"]["value"] == f"{s['cac']:,.2f}" and "USD" in tiles["cac"]["hint"]
     assert tiles["roas"]["value"] == f"{s['roas']:,.2f}"
     assert tiles["payback_day"]["value"] == (f"day {s['payback_day']}" if s["payback_day"] is not None else "not reached")
     assert tiles["conversions"]["value"] == f"{s['conversions']:,}"
@@ -402,7 +402,7 @@ def test_script_json_cannot_close_its_element():
         (lambda p: p.mkdir(), "no _cvj.json"),
         (lambda p: (p.mkdir(), (p / "_cvj.json").write_text("{not json")), "unreadable"),
         (lambda p: (p.mkdir(), (p / "_cvj.json").write_text('{"kind": "report"}')), 'kind "report"'),
-        (lambda p: (p.mkdir(), (p / "_cvj.json").write_text('{"kind": "run", "complete": true}')), "no summary table"),
+        (lambda p: (p.mkdir(), (p / "_cvj.json").write_text('{"kind": "run", "complete": true}')), "not a whole cvj run output"),
         (
             lambda p: (p.mkdir(), (p / "_cvj.json").write_text('{"kind": "study", "complete": false, "runs": 4}')),
             "the study did not finish",

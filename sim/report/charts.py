@@ -87,7 +87,7 @@ def scorecard(d: RunData) -> list[dict]:
         ("revenue", "Revenue", "every offer sold"),
         ("spend", "Spend", "all channels"),
         ("conversions", "Conversions", "entry offers bought (subscribed → converted)"),
-        ("cac", "CAC", "spend per conversion"),
+        ("cac", "CAC", f"{cur} of spend per conversion"),
         ("roas", "ROAS", "revenue per unit of spend"),
         ("payback_day", "Payback day", "first day cumulative profit >= 0"),
         ("front_end_profit", "Front end", "lead magnet + entry offer margin - all spend"),

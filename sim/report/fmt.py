@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from .. import registry
+
 #: d3-format of counts and money on axes and in tooltips
 AXIS_COUNT = ",.0f"
 AXIS_MONEY = ",.0f"
@@ -78,13 +80,17 @@ def number(v) -> str:
     return f"{v:.3g}"
 
 
-#: KPIs whose unit is the scenario's currency
-MONEY_KPIS = frozenset({"spend", "revenue", "cost", "profit", "front_end_profit", "back_end_profit", "cac"})
+def _is_money(name: str) -> bool:
+    """In the scenario's currency, as the KPI registry says (LTV too: revenue per customer)."""
+    try:
+        return registry.kpi(name).money or name.startswith("ltv_")
+    except KeyError:
+        return False
 
 
 def kpi(name: str, v, currency: str = "") -> str:
     """A KPI value as a person reads it (money with the currency, days, counts, ratios)."""
-    if name in MONEY_KPIS or name.startswith("ltv_"):
+    if _is_money(name):
         return money(v, currency)
     if name == "payback_day":
         return day(v)
@@ -95,15 +101,15 @@ def kpi(name: str, v, currency: str = "") -> str:
 
 def kpi_axis(name: str) -> str:
     """The d3-format of a KPI on an axis."""
-    if name in ("roas",):
+    if name in ("roas", "cac"):
         return AXIS_RATIO
-    return AXIS_MONEY if name in MONEY_KPIS or name.startswith("ltv_") else AXIS_COUNT
+    return AXIS_MONEY if _is_money(name) else AXIS_COUNT
 
 
 def kpi_title(name: str, currency: str = "") -> str:
     """An axis title: ``profit (USD)``, ``payback day``, ``ROAS``."""
     label = {"roas": "ROAS", "cac": "CAC", "payback_day": "payback day"}.get(name, name.replace("_", " "))
-    unit = currency if (name in MONEY_KPIS or name.startswith("ltv_")) and currency else ""
+    unit = currency if _is_money(name) and currency else ""
     return f"{label} ({unit})" if unit else label
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .. import __version__
 from ..output import REPORT_DIR, AtomicDir, write_manifest
+from ..version import __version__
 from . import charts, fmt
 from .charts import Panel
 from .source import Output, open_output, read_run, read_study

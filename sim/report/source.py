@@ -20,13 +20,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import registry
 from ..errors import OutputError
 from ..names import escape
+from ..output import MANIFEST
 from ..stages import STAGES
 
-MANIFEST = "_cvj.json"
-RUN_TABLES = ("summary", "daily_stages", "transitions", "finance")
-STUDY_TABLES = ("runs", "contrasts")
+#: the tables a run report needs (the customers table is optional)
+RUN_TABLES = tuple(n for n in registry.names(registry.RUN_TABLES) if n != "customers")
+STUDY_TABLES = registry.names(registry.STUDY_TABLES)
+#: the tables of a study's runs that its report reads
 STUDY_PARTITION_TABLES = ("finance", "budget_moves")
 #: at most this many points per time series on the page (days are binned beyond it)
 MAX_POINTS = 400

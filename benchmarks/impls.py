@@ -62,16 +62,6 @@ def run_mesa(sc: Scenario, threads: int = 1):
 RUN: dict[str, Callable] = {KERNEL: run_kernel, NUMPY: run_numpy, MESA: run_mesa, PYTHON: run_python}
 
 
-def available(name: str) -> bool:
-    """Whether an implementation can run here (the Mesa reference is another engineer's file)."""
-    if name == MESA:
-        try:
-            import cvj.reference  # noqa: F401
-        except ImportError:
-            return False
-    return True
-
-
 def warm_up(threads=(1,)) -> None:
     """Compile (or load from the cache) every kernel at each thread count, before timing."""
     sc = scenario(2_000, 2)

@@ -8,7 +8,9 @@ Plain-Python API (the ``cvj`` CLI is a thin layer over it)::
     result.tables["summary"].to_pandas()
     result.write("results", force=True)
 
-Heavy modules (numba kernels, pyarrow) load on first use, so ``cvj validate`` starts fast.
+``import cvj`` loads pyarrow (with :func:`cvj.run`) but not numba: the kernels are
+imported, and compiled or read from numba's cache, by the first
+:class:`~cvj.engine.Engine`, so ``cvj validate`` never starts them.
 """
 
 from importlib import import_module

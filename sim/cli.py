@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
+from .engine import CUSTOMERS_TABLE_BYTES
 from .errors import ClusterError, CvjError
 from .names import escape
 from .output import AtomicDir
@@ -146,7 +147,11 @@ def validate(scenario: Path) -> None:
 @click.option("--replications", type=click.IntRange(min=1), default=1, show_default=True, help="Independent replications 0..N-1.")
 @click.option("--replication", "first", type=click.IntRange(min=0), default=0, show_default=True, help="Number of the first replication.")
 @click.option("--threads", type=click.IntRange(min=1), help="Kernel threads (default: all cores). Results do not depend on it.")
-@click.option("--customers-table", is_flag=True, help="Also write one row per customer (18 more bytes per customer in memory).")
+@click.option(
+    "--customers-table",
+    is_flag=True,
+    help=f"Also write one row per customer (about {CUSTOMERS_TABLE_BYTES} more bytes per customer in memory).",
+)
 @click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")

@@ -24,7 +24,9 @@ MAX_GAP = 400
 #: bytes of kernel state per customer: stage, slot, orders, acquired, converted (1 each),
 #: row, clock and last order (2 each), revenue (4)
 STATE_BYTES = 15
-#: extra bytes per customer for the customers table: 9 uint16 days + the Arrow columns built from them
+#: extra bytes per customer and replication for the customers table: 9 uint16 days (18)
+#: + the Arrow columns built from them (64); the memory check, ``cvj run --help`` and
+#: :func:`cvj.run` all use this one figure
 CUSTOMERS_TABLE_BYTES = 18 + 64
 
 

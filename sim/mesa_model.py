@@ -46,8 +46,6 @@ from .registry import MOVE_SCHEMA
 from .run import tables_of
 from .stages import CONVERTED, LAPSED, PERMISSION_STAGES, SUBSCRIBED
 
-POLICIES = ("fixed", "shift")
-
 
 class MarketerSettings(Strict):
     """How the marketer reviews and corrects the campaign (a study's ``[marketer]`` table).
@@ -434,4 +432,4 @@ def run_model(compiled: Compiled, replication: int = 0, marketer: MarketerSettin
     return m.tables()
 
 
-__all__ = ["MOVE_SCHEMA", "POLICIES", "ChannelAgent", "JourneyModel", "MarketerAgent", "MarketerSettings", "run_model"]
+__all__ = ["ChannelAgent", "JourneyModel", "MarketerAgent", "MarketerSettings", "run_model"]

@@ -138,9 +138,12 @@ def run(
     threads : int, optional
         Worker threads for the kernel (default: all cores). Results do not depend on it.
     customers_table : bool
-        Also return the one-row-per-customer table (costs 18 bytes per customer more).
+        Also return the one-row-per-customer table (about
+        ``cvj.engine.CUSTOMERS_TABLE_BYTES`` = 82 more bytes per customer and
+        replication in memory, which the memory check counts).
     progress : callable(done, total), optional
-        Called after every simulated day with customer-days done and total.
+        Called after every simulated day with the days simulated so far and the days
+        to simulate, both counted over all replications.
 
     Returns
     -------

@@ -33,24 +33,10 @@ PERMISSION_STAGES = tuple(range(SUBSCRIBED, LAPSED))
 #: Stages whose customers buy the core offer and upsells again and again.
 REPEAT_STAGES = (ASCENDED, ADVOCATE, PROMOTER)
 
-#: Cause ids shared by kernels and tables: 0 organic, 1 referral, 2.. channels.
+#: Cause ids shared by kernels and tables: 0 organic, 1 referral, 2.. channels (the
+#: kernels mirror them; tests/test_registry.py ties the two).
 CAUSE_ORGANIC = 0
 CAUSE_REFERRAL = 1
-CAUSE_NONE = 255
 
 #: Offer ids: lead magnet, entry-point offer, core offer, then upsells in file order.
 OFFER_LEAD_MAGNET, OFFER_ENTRY, OFFER_CORE = 0, 1, 2
-
-#: Seed 001's four phases (Arthur D. Little), for reports that group the stages.
-PHASES = {
-    "unaware": "preparation",
-    "aware": "communication",
-    "engaged": "communication",
-    "subscribed": "communication",
-    "converted": "exchange",
-    "excited": "after-sale",
-    "ascended": "after-sale",
-    "advocate": "after-sale",
-    "promoter": "after-sale",
-    "lapsed": "after-sale",
-}

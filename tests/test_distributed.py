@@ -27,29 +27,19 @@ import pytest
 
 import cvj
 from cvj.errors import ClusterError
-from cvj.study.dask import DaskExecutor, _on_worker, dask_executor
 from cvj.study import compare, load_study, tasks_of
+from cvj.study.dask import DaskExecutor, _on_worker, dask_executor
 from cvj.study.output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
+from tests.conftest import ROOT, two_variant_study
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "scenarios" / "default.toml"
-
-STUDY = f"""
-format = 1
-name = "dist"
-scenario = "{DEFAULT}"
-replications = 3
-days = 40
-customers = 10000
-baseline = "mid"
-kpis = ["profit", "conversions", "cac"]
-
-[variants.mid]
-
-[variants.free]
-overrides = {{ "offers.entry.price" = 0.0 }}
-marketer = {{ policy = "shift", review_days = 5, channels = ["paid_social", "search_ads"] }}
-"""
+STUDY = two_variant_study(
+    "dist",
+    replications=3,
+    days=40,
+    customers=10000,
+    kpis=["profit", "conversions", "cac"],
+    channels=["paid_social", "search_ads"],
+)
 RUNS = 6
 STUDY_DEADLINE = 120  # s: a watchdog kills the cluster of a study that takes longer
 
@@ -60,13 +50,6 @@ def _never_hang():
     faulthandler.dump_traceback_later(300, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
-
-
-@pytest.fixture(scope="module")
-def study_file(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("study") / "dist.toml"
-    p.write_text(STUDY)
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +117,7 @@ class LocalhostCluster:
             )
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        log = open(self.tmp / f"{name}.log", "w")
         p = subprocess.Popen([_dask_exe(), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.procs.append(p)

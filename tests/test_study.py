@@ -21,9 +21,9 @@ import cvj.study.runner
 from cvj.cli import main
 from cvj.output import read_metadata
 from cvj.study import compare, load_study, run_task, study_from_json
+from tests.conftest import DEFAULT_SCENARIO as DEFAULT
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "scenarios" / "default.toml"
 INVALID = Path(__file__).resolve().parent / "invalid_studies"
 
 SMALL_STUDY = f"""
@@ -113,7 +113,7 @@ def test_invalid_study_is_a_clear_error(name):
     with pytest.raises(cvj.ScenarioError) as info:
         load_study(INVALID / name)
     text = str(info.value)
-    assert str(INVALID / name) in text or name == "unknown_base.toml" and "unknown_base.toml" in text
+    assert str(INVALID / name) in text or (name == "unknown_base.toml" and "unknown_base.toml" in text)
     assert where in text and what in text, text
     assert "\n" not in text
 

@@ -22,33 +22,9 @@ from cvj.cli import main
 from cvj.output import DirLock, OutputError, read_metadata
 from cvj.study import compare, load_study, tasks_of
 from cvj.study.output import MANIFEST, PARTITION_TABLES, StudyDir, partition_path
+from tests.conftest import two_variant_study
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "scenarios" / "default.toml"
-
-STUDY = f"""
-format = 1
-name = "out"
-scenario = "{DEFAULT}"
-replications = 2
-days = 30
-customers = 5000
-baseline = "mid"
-kpis = ["profit", "conversions"]
-
-[variants.mid]
-
-[variants.free]
-overrides = {{ "offers.entry.price" = 0.0 }}
-marketer = {{ policy = "shift", review_days = 5 }}
-"""
-
-
-@pytest.fixture(scope="module")
-def study_file(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("study") / "out.toml"
-    p.write_text(STUDY)
-    return p
+STUDY = two_variant_study("out", replications=2, days=30, customers=5000, kpis=["profit", "conversions"])
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,8 @@ import pytest
 from scipy import stats
 
 from cvj.study import compare, load_study, paired_contrast, replications_needed
+from tests.conftest import DEFAULT_SCENARIO as DEFAULT
 from tests.stat_checks import FAMILY_ALPHA, per_test_alpha
-
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "scenarios" / "default.toml"
 
 STUDIES = 300  # M
 REPLICATIONS = 3  # pairs per study

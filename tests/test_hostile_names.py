@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 from cvj.cli import main
 from cvj.names import LABEL_MAX_CHARS, NAME_MAX_CHARS, check_label, escape, name_problem
 from cvj.scenario import RESERVED_CAUSES
+from tests.conftest import DEFAULT_SCENARIO
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "scenarios" / "default.toml"
 TINY = ["--customers", "200", "--days", "3", "--threads", "1", "-q"]
 
 HOSTILE = [
@@ -162,7 +161,7 @@ def test_a_study_named_with_markup_prints_literally(tmp_path):
     study.write_text(
         f"""format = 1
 name = "[/] [link=file:///etc/passwd]x[/link]"
-scenario = "{DEFAULT}"
+scenario = "{DEFAULT_SCENARIO}"
 replications = 2
 days = 3
 customers = 200

@@ -20,16 +20,15 @@ from click.testing import CliRunner
 from cvj.cli import main
 from cvj.documents import MAX_DOCUMENT_BYTES
 from cvj.output import OWNER, DirLock
+from tests.conftest import DEFAULT_SCENARIO
 from tests.test_cli import INTERRUPTED  # 130, or SIGINT: see there
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "scenarios" / "default.toml"
 TINY = ["--customers", "200", "--days", "3", "--threads", "1", "-q"]
 
 STUDY = f"""
 format = 1
 name = "tiny"
-scenario = "{DEFAULT}"
+scenario = "{DEFAULT_SCENARIO}"
 replications = 1
 days = 3
 customers = 200
@@ -58,13 +57,6 @@ def assert_refused(res, fragment: str) -> str:
 
 def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-@pytest.fixture
-def study_file(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("study") / "tiny.toml"
-    p.write_text(STUDY)
-    return p
 
 
 def run_args(out) -> list:

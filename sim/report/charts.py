@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import altair as alt
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..stages import JOURNEY, STAGES
 from . import fmt
@@ -66,7 +68,9 @@ def _finish(chart, title: str, subtitle: str | None = None) -> dict:
         .configure_axis(labelFontSize=11, titleFontSize=12, gridColor="#eeeeee")
         .configure_legend(labelFontSize=11, titleFontSize=12)
         .configure_title(fontSize=15, subtitleFontSize=12, subtitleColor="#555555")
-        .to_dict()
+        # checking against the Vega-Lite schema costs a second per report; the tests
+        # check every chart (tests/test_report.py), so a page is not checked again
+        .to_dict(validate=False)
     )
 
 
@@ -132,7 +136,7 @@ def front_back(d: RunData) -> Panel:
     data = _table(rows, {"part": pa.string(), "profit": pa.float64()})
     base = alt.Chart(data).encode(
         y=alt.Y("part:N", sort=["front end", "back end", "total"], title=None),
-        x=alt.X("profit:Q", title=f"profit ({cur})", axis=alt.Axis(format=fmt.AXIS_MONEY)),
+        x=alt.X("profit:Q", title=f"profit ({cur})", axis=alt.Axis(format=fmt.AXIS_MONEY, tickCount=6)),
     )
     bars = base.mark_bar(height=28).encode(
         color=alt.condition("datum.profit < 0", alt.value("#d1495b"), alt.value("#2a9d4b")),
@@ -157,9 +161,9 @@ def front_back(d: RunData) -> Panel:
 
 def stages(d: RunData) -> Panel:
     t = d.stages
-    rows = [r for r in t.to_pylist() if r["stage"] in FUNNEL]
-    data = _table(rows, {"day": pa.int32(), "stage": pa.string(), "customers": pa.float64()})
-    end = {r["stage"]: r["customers"] for r in t.to_pylist() if r["day"] == d.days}
+    data = t.filter(pc.is_in(t["stage"], value_set=pa.array(FUNNEL)))
+    last = t.filter(pc.equal(t["day"], d.days)).to_pydict()
+    end = dict(zip(last["stage"], last["customers"]))
     chart = (
         alt.Chart(data)
         .mark_area()
@@ -855,9 +859,14 @@ def verdict_word(text: str) -> str:
 
 def ranking_rows(s: StudyData) -> list[dict]:
     from ..console import verdict
-    from ..study import ranking, study_from_json
+    from ..study.stats import ranking
 
-    st = study_from_json(s.study_json)
+    # ranking reads only these three fields; the whole Study (cvj.study.spec) would
+    # validate every variant's scenario and import Mesa, a second of a report's time
+    st = SimpleNamespace(
+        rank_by=s.study["rank_by"], variant_names=tuple(s.study["variants"]), confidence=float(s.study["confidence"]),
+        baseline=s.study["baseline"],
+    )
     runs = {v: [] for v in st.variant_names}
     for r in s.runs.to_pylist():
         runs[r["variant"]].append(r)

@@ -26,8 +26,9 @@ from ..names import escape
 from ..output import MANIFEST
 from ..stages import STAGES
 
-#: the tables a run report needs (the customers table is optional)
-RUN_TABLES = tuple(n for n in registry.names(registry.RUN_TABLES) if n != "customers")
+#: the tables of a run that its report reads (``customers`` too, when it is there);
+#: only these must exist, so a directory of an earlier cvj with fewer tables still reports
+RUN_TABLES = ("summary", "daily_stages", "transitions", "finance")
 STUDY_TABLES = registry.names(registry.STUDY_TABLES)
 #: the tables of a study's runs that its report reads
 STUDY_PARTITION_TABLES = ("finance", "budget_moves")

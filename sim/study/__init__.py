@@ -18,10 +18,24 @@ The package's modules import one way (each only from those above it):
     result.contrasts                                 # pyarrow.Table
 """
 
-from .output import StudyDir
-from .runner import StudyResult, compare, run_task
-from .spec import Study, load_study, study_from_json, tasks_of
-from .stats import contrasts, paired_contrast, ranking, replications_needed
+from importlib import import_module
+
+# Loaded on first use (as the cvj package does), so that a reader of a study's output
+# (cvj report: the ranking from stats) does not import Mesa and the runner with it.
+_LAZY = {
+    "StudyDir": "output",
+    "StudyResult": "runner",
+    "compare": "runner",
+    "run_task": "runner",
+    "Study": "spec",
+    "load_study": "spec",
+    "study_from_json": "spec",
+    "tasks_of": "spec",
+    "contrasts": "stats",
+    "paired_contrast": "stats",
+    "ranking": "stats",
+    "replications_needed": "stats",
+}
 
 __all__ = [
     "Study",
@@ -37,3 +51,11 @@ __all__ = [
     "study_from_json",
     "tasks_of",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -440,3 +440,21 @@ def test_cli_report_writes_the_page(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "page" / "index.html").is_file()
     assert str(tmp_path / "page" / "index.html") in r.output
+
+
+def test_run_and_compare_write_their_report_with_report(tmp_path):
+    r = CliRunner().invoke(main, ["run", "--customers", "2000", "--days", "20", "--out", str(tmp_path / "run"), "-q", "--report"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "report" / "index.html").is_file() and "report: " in r.output
+    (tmp_path / "s.toml").write_text(STUDY.replace("replications = 3", "replications = 2"))
+    r = CliRunner().invoke(
+        main, ["compare", str(tmp_path / "s.toml"), "--out", str(tmp_path / "st"), "--workers", "1", "-q", "--report"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "st" / "report" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("command", [["run", "--customers", "2000", "--days", "20"], ["compare", str(DEFAULT)]])
+def test_report_without_out_is_one_line_and_exit_2(command):
+    r = CliRunner().invoke(main, [*command, "--report"])
+    assert r.exit_code == 2 and r.output.strip().count("\n") == 0 and "--report needs --out" in r.output

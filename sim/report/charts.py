@@ -27,6 +27,43 @@ WIDTH = 640
 HEIGHT = 280
 #: the journey proper, without ``unaware`` (the market outside it) and ``lapsed``
 FUNNEL = JOURNEY[1:]
+#: Tableau 10, then Tableau 20's light tones: one colour per cause on every chart
+PALETTE = (
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+    "#c7c7c7",
+)
+
+
+def cause_colors(scenario: dict) -> dict[str, str]:
+    """A fixed colour for every cause of a scenario: its channels in file order, then
+    word of mouth and organic movement, so a channel has one colour on every chart."""
+    names = [*scenario.get("channels", {}), "referral", "organic"]
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def _color_scale(colors: dict[str, str], present) -> alt.Scale:
+    shown = [n for n in colors if n in set(present)]
+    return alt.Scale(domain=shown, range=[colors[n] for n in shown])
+
+
 VERDICT_COLORS = {"better": "#2a9d4b", "worse": "#d1495b", "not significant": "#8d99ae", "too few replications": "#c9c9c9"}
 
 
@@ -316,6 +353,7 @@ def flow(d: RunData) -> Panel:
     data = flow_layout(d, d.channels)
     rows = data.to_pylist()
     causes = list(dict.fromkeys(r["cause"] for r in rows))
+    colors = cause_colors(d.scenario)
     targets = [s for s in STAGES if any(r["to_stage"] == s for r in rows)]
     nodes = []
     for side, key, names in (("cause", "cause", causes), ("stage", "to_stage", targets)):
@@ -376,7 +414,7 @@ def flow(d: RunData) -> Panel:
         ],
         "scales": [
             {"name": "y", "type": "linear", "domain": [0, top], "range": [0, height]},
-            {"name": "color", "type": "ordinal", "domain": causes, "range": {"scheme": "tableau10"}},
+            {"name": "color", "type": "ordinal", "domain": causes, "range": [colors.get(c, "#999999") for c in causes]},
         ],
         "marks": [
             {
@@ -532,7 +570,7 @@ def spend(d: RunData) -> Panel:
                 "period_end:O", title=f"day (end of each {d.period}-day period)", axis=alt.Axis(labelAngle=0, labelOverlap=True)
             ),
             y=alt.Y("daily_spend:Q", title=f"spend per day ({cur})", axis=alt.Axis(format=fmt.AXIS_MONEY)),
-            color=alt.Color("channel:N", sort=d.channels, scale=alt.Scale(scheme="tableau10")),
+            color=alt.Color("channel:N", sort=d.channels, scale=_color_scale(cause_colors(d.scenario), d.channels)),
             tooltip=[
                 alt.Tooltip("period_end:O", title="period ending on day"),
                 alt.Tooltip("channel:N"),
@@ -640,7 +678,7 @@ def channel_efficiency(d: RunData) -> Panel:
     )
     base = alt.Chart(data).encode(
         x=alt.X("period_end:Q", title="day", scale=alt.Scale(domain=[0, d.days], nice=False)),
-        color=alt.Color("channel:N", sort=d.channels, scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("channel:N", sort=d.channels, scale=_color_scale(cause_colors(d.scenario), d.channels)),
     )
     tip = [alt.Tooltip("period_end:Q", title="day"), alt.Tooltip("channel:N")]
     cac = (
@@ -864,7 +902,9 @@ def ranking_rows(s: StudyData) -> list[dict]:
     # ranking reads only these three fields; the whole Study (cvj.study.spec) would
     # validate every variant's scenario and import Mesa, a second of a report's time
     st = SimpleNamespace(
-        rank_by=s.study["rank_by"], variant_names=tuple(s.study["variants"]), confidence=float(s.study["confidence"]),
+        rank_by=s.study["rank_by"],
+        variant_names=tuple(s.study["variants"]),
+        confidence=float(s.study["confidence"]),
         baseline=s.study["baseline"],
     )
     runs = {v: [] for v in st.variant_names}
@@ -1100,6 +1140,7 @@ def budgets(s: StudyData) -> Panel:
     days = max(int(v["scenario"]["market"]["days"]) for v in s.study["variants"].values())
     base_name = s.study["baseline"]
     shown = [*s.marketer_variants, base_name]
+    scale = _color_scale(cause_colors(s.baseline_scenario), pc.unique(data["channel"]).to_pylist())
     band = (
         alt.Chart(data)
         .transform_filter(alt.FieldOneOfPredicate(field="variant", oneOf=s.marketer_variants))
@@ -1108,7 +1149,7 @@ def budgets(s: StudyData) -> Panel:
             x=alt.X("day:Q"),
             y=alt.Y("budget_min:Q"),
             y2="budget_max:Q",
-            color=alt.Color("channel:N", scale=alt.Scale(scheme="tableau10")),
+            color=alt.Color("channel:N", scale=scale),
         )
     )
     lines = (
@@ -1117,7 +1158,7 @@ def budgets(s: StudyData) -> Panel:
         .encode(
             x=alt.X("day:Q", title="day", scale=alt.Scale(domain=[0, days], nice=False)),
             y=alt.Y("budget:Q", title=f"daily budget ({cur})", axis=alt.Axis(format=fmt.AXIS_MONEY)),
-            color=alt.Color("channel:N", scale=alt.Scale(scheme="tableau10"), title="channel"),
+            color=alt.Color("channel:N", scale=scale, title="channel"),
             strokeDash=alt.StrokeDash("variant:N", sort=shown, title="variant"),
             tooltip=[
                 alt.Tooltip("variant:N"),

@@ -13,7 +13,7 @@ from .. import registry
 #: d3-format of counts and money on axes and in tooltips
 AXIS_COUNT = ",.0f"
 AXIS_MONEY = ",.0f"
-AXIS_RATIO = ",.2~f"
+AXIS_RATIO = ",.3~r"  # three significant digits: 0.00798, 4.82, 20.1, 15,000
 AXIS_SHARE = ".0%"
 
 

@@ -188,6 +188,7 @@ def run(scenario, out_dir, seed, customers, days, replications, first, threads, 
             target.abort()
     cdays = len(reps) * sc.market.customers * sc.market.days
     _print_summary(res.summary.to_pylist(), sc.currency)
+    _print_funnel(res.tables["channels"], sc.currency)
     where = f"; tables in {target.target}" if target is not None else ""
     err.print(f"{cdays:,} customer-days in {wall:.2f} s ({cdays / wall / 1e6:,.0f}M/s){where}")
     if make_report:
@@ -224,6 +225,44 @@ def _print_summary(rows: list[dict], currency: str) -> None:
         t.add_column(f"rep {r['replication']}", justify="right")
     for k in keys:
         t.add_row(k, *[_fmt(r[k], kpi(k).money, currency) for r in rows])
+    out.print(t)
+
+
+def _print_funnel(channels, currency: str) -> None:
+    """The channel figures a dashboard shows (per replication, on average)."""
+    from .results import channel_funnel
+
+    rows = [r for r in channel_funnel(channels) if r["spend"] or r["moves"]]
+    if not rows:
+        return
+
+    def pct(v, digits=2):
+        return "-" if v is None else f"{100 * v:.{digits}f}%"
+
+    def num(v):
+        return "-" if not v else f"{v:,.0f}"
+
+    t = Table(title="Channels: what their dashboards show", title_justify="left")
+    for col in ("channel", "spend", "impressions", "CPM", "clicks", "CTR", "CPC", "sessions", "sends", "open",
+                "click", "unsub", "moves", "moves/session"):
+        t.add_column(col, justify="left" if col == "channel" else "right")
+    for r in rows:
+        t.add_row(
+            r["channel"],
+            f"{r['spend']:,.0f} {currency}",
+            num(r["impressions"]),
+            _fmt(r["cpm"]),
+            num(r["clicks"]),
+            pct(r["ctr"]),
+            _fmt(r["cpc"]),
+            num(r["sessions"]),
+            num(r["sends"]),
+            pct(r["open_rate"], 1),
+            pct(r["click_rate"]),
+            pct(r["unsubscribe_rate"]),
+            num(r["moves"]),
+            pct(r["moves_per_session"], 1),
+        )
     out.print(t)
 
 
@@ -324,6 +363,35 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     err.print(f"{total} runs{reused}, {cdays:,} customer-days in {wall:.1f} s{where}")
     if make_report:
         _write_report(res.out, None, err)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the upgraded file here (default: print it).")
+def upgrade(scenario: Path, out_file: Path | None) -> None:
+    """Rewrite a format-1 SCENARIO as format 2, comments kept.
+
+    Format 2 reads format-1 files as they are (they are upgraded on load); this writes
+    the upgraded file for editing. The file given is never changed.
+
+    \b
+    Examples:
+      cvj upgrade old.toml --out new.toml
+      cvj upgrade old.toml | less
+    """
+    from .documents import read_text
+    from .scenario import upgrade_file
+
+    text = upgrade_file(scenario, read_text(scenario))
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    if out_file.exists():
+        _fail(f"{out_file} already exists; choose another --out (cvj upgrade never overwrites a file)")
+    tmp = out_file.with_name(f".{out_file.name}.cvj-tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out_file)
+    err.print(f"wrote {out_file} (format 2)")
 
 
 @main.command("report")

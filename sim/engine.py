@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Compiled, channel_reach, day_tables
+from .model import MAX_DWELL, PRICING_CODE, Compiled, channel_reach, day_tables
 from .errors import ResourceError
 from .stages import LAPSED, N_STAGES, PROMOTER
 
@@ -20,6 +20,8 @@ from .stages import LAPSED, N_STAGES, PROMOTER
 #: "that many or more") and days since the previous order (capped at MAX_GAP)
 ORDER_CLASSES = 8
 MAX_GAP = 400
+#: a channel's daily dashboard figures: what it bought and what that turned into
+FUNNEL = ("audience", "impressions", "clicks", "sessions", "sends", "opens", "unsubscribes")
 
 #: bytes of kernel state per customer: stage, slot, orders, acquired, converted (1 each),
 #: row, clock and last order (2 each), revenue (4)
@@ -96,6 +98,7 @@ class History:
     offer_units: np.ndarray  # int64[D+1, G, O]
     referred: np.ndarray  # int64[D+1, G*B] conversions of customers acquired by referral
     unsubscribes: np.ndarray  # int64[D+1, G*B, 10] email permissions lost, by stage
+    funnel: np.ndarray  # float64[D+1, C, len(FUNNEL)] each channel's dashboard figures (see FUNNEL)
     gaps: np.ndarray  # int64[order classes, MAX_GAP + 1] repeat orders by earlier orders and days since the previous one
 
 
@@ -172,10 +175,13 @@ class Engine:
             offer_units=np.zeros((D + 1, GB, O), np.int64),
             referred=np.zeros((D + 1, GB), np.int64),
             unsubscribes=np.zeros((D + 1, GB, N_STAGES), np.int64),
+            funnel=np.zeros((D + 1, C, len(FUNNEL))),
             gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
         )
         self.history.stages[0] = self._count_stages()
         self.counts = self.history.stages[0].copy()
+        if cm.count_cells:
+            self.cells = self._count_cells(day=1)
         self.stock = np.zeros(C)
         self.day = 0
 
@@ -194,6 +200,22 @@ class Engine:
     def profile(self) -> np.ndarray:
         """Each customer's segment * 16 + responsiveness level."""
         return (self.row // self.cm.width).astype(np.uint8)
+
+    def _count_cells(self, day: int) -> np.ndarray:
+        """Customers by (segment x flag cell, column) as of ``day`` (what the kernel
+        counts at the end of each day for the next; this is the start)."""
+        cm = self.cm
+        lay = cm.layout
+        L = MAX_DWELL + 1
+        n_rows = cm.n_segments * cm.width
+        out = np.zeros(n_rows * lay.n_cols, np.int64)
+        step = 1 << 20
+        for lo in range(0, self.stage.shape[0], step):
+            dwell = np.minimum(day - self.clock[lo : lo + step].astype(np.int64), MAX_DWELL)
+            col = lay.colf[self.sx[lo : lo + step].astype(np.int64) * L + dwell]
+            idx = self._crow_of[self.row[lo : lo + step]] * lay.n_cols + col
+            out += np.bincount(idx, minlength=out.shape[0])
+        return out.reshape(n_rows, lay.n_cols)
 
     @property
     def segment(self) -> np.ndarray:
@@ -226,8 +248,8 @@ class Engine:
         cm = self.cm
         d = self.day + 1
         b = self.planned_budgets(d) if budgets is None else np.asarray(budgets, dtype=np.float64)
-        reach = channel_reach(cm, self.counts, self.stock, b)
-        tables = day_tables(cm, self.counts, reach)
+        reach = channel_reach(cm, self.counts, self.stock, b, self.cells)
+        tables = day_tables(cm, self.counts, reach, d)
         lay = cm.layout
         self._k.advance_day(
             self.stage,
@@ -279,10 +301,60 @@ class Engine:
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b
+        h.funnel[d] = realised_funnel(cm, reach, tables, h.unsubscribes[d].sum(), self.key, d)
         self.counts = apply_flows(self.counts, flows)
         h.stages[d] = self.counts
         self.stock = reach.stock
         self.day = d
+
+
+def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: int) -> np.ndarray:
+    """Each channel's dashboard figures for one day (see :data:`FUNNEL`).
+
+    Clicks, sessions and opens are binomial in what was bought (impressions, clicks or
+    sends), drawn from a generator keyed by (stream, day), so a run's figures are the
+    same on any thread count. They report what the day's purchase turned into; the
+    moves a channel causes come from the customers' own draws in the kernel (with the
+    carry-over of earlier days). Unsubscribes are the kernel's, shared among email
+    channels by their expected shares."""
+    C = cm.n_channels
+    out = np.zeros((C, len(FUNNEL)))
+    if C == 0:
+        return out
+    rng = np.random.default_rng([int(key), int(day), 0xF0])
+    ctr, landing, open_rate, click_rate = (cm.rates[:, j] for j in range(4))
+    expected_unsub = tables.unsub_hazard.reshape(C, -1).sum(axis=1) if unsubscribes else np.zeros(C)
+    for c in range(C):
+        code = cm.pricing[c]
+        units = reach.units[c]
+        row = dict.fromkeys(FUNNEL, 0.0)
+        row["audience"] = reach.members[c]
+        if code == PRICING_CODE["cpm"]:
+            row["impressions"] = n = int(round(units))
+            if not np.isnan(ctr[c]):
+                row["clicks"] = k = int(rng.binomial(n, ctr[c]))
+                row["sessions"] = int(rng.binomial(k, landing[c]))
+        elif code == PRICING_CODE["cpc"]:
+            row["clicks"] = k = int(round(units))
+            if not np.isnan(ctr[c]) and ctr[c] > 0:
+                row["impressions"] = round(k / ctr[c])
+            row["sessions"] = int(rng.binomial(k, landing[c])) if not np.isnan(landing[c]) else k
+        elif code == PRICING_CODE["per_send"]:
+            row["sends"] = n = int(round(units))
+            o = row["opens"] = int(rng.binomial(n, open_rate[c])) if not np.isnan(open_rate[c]) else 0
+            if not np.isnan(click_rate[c]):
+                if o and open_rate[c] >= click_rate[c] > 0:
+                    k = int(rng.binomial(o, click_rate[c] / open_rate[c]))  # clicks come from opens
+                else:
+                    k = int(rng.binomial(n, click_rate[c]))
+                row["clicks"] = k
+                row["sessions"] = int(rng.binomial(k, landing[c]))
+            if expected_unsub.sum() > 0:
+                row["unsubscribes"] = unsubscribes * expected_unsub[c] / expected_unsub.sum()
+        elif code == PRICING_CODE["fixed"] and cm.funnel[c]:
+            row["sessions"] = int(rng.poisson(units))
+        out[c] = [row[k] for k in FUNNEL]
+    return out
 
 
 def apply_flows(counts: np.ndarray, flows: np.ndarray) -> np.ndarray:

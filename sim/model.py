@@ -16,14 +16,16 @@ is ``1 - prod(1 - p_k)`` (independent chances). See docs/model.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 
 from statistics import NormalDist
 
 import numpy as np
 
-from .scenario import RESPONSIVENESS_LEVELS, Scenario
+from .scenario import RESPONSIVENESS_LEVELS, WEEKDAYS, Audience, Scenario, rate_at, rate_breaks
 from .stages import (
+    AWARE,
     CAUSE_ORGANIC,
     CAUSE_REFERRAL,
     EXCITED,
@@ -34,6 +36,7 @@ from .stages import (
     PROMOTER,
     REPEAT_STAGES,
     STAGE_ID,
+    STAGES,
     SUBSCRIBED,
     UNAWARE,
 )
@@ -75,53 +78,72 @@ def _ro(a):
 
 @dataclass(frozen=True)
 class Compiled:
-    """A scenario resolved into arrays (read-only). ``G`` segments, ``C`` channels, ``O`` offers."""
+    """A scenario resolved into arrays (read-only). ``G`` segments, ``B`` age bands,
+    ``W = 2B`` flag cells (band x email permission), ``C`` channels, ``O`` offers and
+    ``cols`` table columns (see :class:`Layout`)."""
 
     scenario: Scenario
     customers: int
     days: int
     seed: int
     segment_names: tuple
+    band_names: tuple
     channel_names: tuple
     offer_names: tuple
     cause_names: tuple
+    layout: Layout  # how (stage, days since the last activity, orders) map to table columns
     seg_end: np.ndarray  # int64[G] cumulative segment sizes (segments are contiguous blocks)
     stage_cum: np.ndarray  # float64[10] cumulative starting shares
+    band_cum: np.ndarray  # float64[G, B] cumulative age-band shares per segment
+    permitted: np.ndarray  # uint8[10] 1 where a customer starting in the stage has email permission
     levels: np.ndarray  # float64[G, 16] responsiveness multipliers
-    organic: np.ndarray  # float64[G, 10] organic advance hazard (lapsed: reactivation)
-    lapse: np.ndarray  # float64[G, 10] lapse hazard
-    take: np.ndarray  # float64[G, 10] offer take-rate multiplier on advancing from a stage
-    repeat: np.ndarray  # float64[10] repeat-purchase hazard by stage
-    buy_cum: np.ndarray  # float64[O] cumulative repeat-product probabilities
+    organic: np.ndarray  # float64[G, cols] organic advance hazard (lapsed: reactivation)
+    lapse: np.ndarray  # float64[G, cols] lapse hazard
+    take: np.ndarray  # float64[G, cols] offer take-rate multiplier on advancing from the column's stage
+    purchase: np.ndarray  # bool[cols] advancing from the column's stage is a purchase (calendar applies)
+    repeat_h: np.ndarray  # float64[cols, O] repeat-purchase hazard of each offer
     price: np.ndarray  # float64[O]
     unit_cost: np.ndarray  # float64[O]
     referral_rate: np.ndarray  # float64[10] new aware per person per day, by referrer stage
+    calendar: np.ndarray  # float64[D + 1] multiplier on sessions and purchases by day
     pricing: np.ndarray  # int8[C]
     per_unit: np.ndarray  # float64[C] money per unit (per impression, click, send, commission)
     budget: np.ndarray  # float64[D + 1, C] planned daily spend (row 0 unused)
     base_budget: np.ndarray  # float64[C] planned daily spend without schedule
-    contacts: np.ndarray  # float64[C] fixed channels: contacts per day at the base budget
-    audience: np.ndarray  # float64[C] people a channel can reach (0 for per_send: dynamic)
+    contacts: np.ndarray  # float64[C] fixed channels: contacts (sessions) per day at the base budget
+    audience: np.ndarray  # float64[C] people a channel can reach at most (0: by its audience only)
     max_units: np.ndarray  # float64[C] most units a channel can buy per audience member per day
     saturation: np.ndarray  # float64[C]
     carryover: np.ndarray  # float64[C]
-    push: np.ndarray  # float64[C, G, 10] push probability * affinity, by stage moved on from
+    push: np.ndarray  # float64[C, G, 10] push probability * affinity, by stage moved on from (format-1 channels)
+    funnel: np.ndarray  # bool[C] the channel moves people by sessions and conversion (format 2)
+    mask: np.ndarray  # float64[C, G * W, cols] 1 where the (segment, flag cell, column) is in the channel's audience
+    affinity: np.ndarray  # float64[C, G, B] segment affinity x age-band affinity
+    effect: np.ndarray  # float64[C, 10] hazard per effective contact of moving on from a stage (before calendar)
+    unsub: np.ndarray  # float64[C] unsubscribe hazard per send
+    rates: np.ndarray  # float64[C, 4] ctr, landing, open rate, click rate per send (reporting; NaN: not given)
     commission_channel: int  # index of the commission channel or -1
-    layout: Layout  # how (stage, days since last activity, orders) map to table columns
-    band_names: tuple = ("all",)
-    band_cum: np.ndarray = None  # float64[G, B] cumulative age-band shares per segment
-    permitted: np.ndarray = None  # uint8[10] 1 where a customer starting in the stage has email permission
-    extra: dict = field(default_factory=dict)
+    count_cells: bool  # the kernel counts customers by (segment, flag cell, column) for the audiences
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.segment_names)
 
     @property
     def n_bands(self) -> int:
         return len(self.band_names)
 
     @property
-    def count_cells(self) -> bool:
-        """Whether the kernel counts customers by table column each day (audiences that
-        depend on days since the last activity, or on the permission flag, need it)."""
-        return bool(self.extra.get("count_cells", False))
+    def n_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def n_offers(self) -> int:
+        return len(self.offer_names)
+
+    @property
+    def n_causes(self) -> int:
+        return len(self.cause_names)
 
     @property
     def width(self) -> int:
@@ -143,20 +165,14 @@ class Compiled:
         return (r // (RESPONSIVENESS_LEVELS * W)) * self.n_bands + (r % W) // 2
 
     @property
-    def n_segments(self) -> int:
-        return len(self.segment_names)
+    def repeat(self) -> np.ndarray:
+        """float64[cols] total repeat-purchase hazard of a column."""
+        return self.repeat_h.sum(axis=1)
 
     @property
-    def n_channels(self) -> int:
-        return len(self.channel_names)
-
-    @property
-    def n_offers(self) -> int:
-        return len(self.offer_names)
-
-    @property
-    def n_causes(self) -> int:
-        return len(self.cause_names)
+    def buy_cum(self) -> np.ndarray:
+        """float64[cols, O] given a repeat purchase, cumulative probability of each offer."""
+        return _cumulative(self.repeat_h)
 
 
 MAX_DWELL = 511  # days since the last activity are capped here (the last bucket runs on); kernels.MAX_DWELL
@@ -213,8 +229,9 @@ class Layout:
                     hi_of.append(hi)
                     oc_of.append(oc + 1 if k > 1 else 0)
                 colf.append(block)
-            # orders so far -> slot: 0 or 1 order -> first class, ..., k or more -> last
-            classes = np.clip(np.arange(ORDER_SLOTS) - 1, 0, k - 1) if k > 1 else np.zeros(ORDER_SLOTS, int)
+            # orders so far -> slot: up to 2 orders (entry and core: the next order is the
+            # 3rd) -> first class, 3 -> second, ..., k + 1 or more -> last
+            classes = np.clip(np.arange(ORDER_SLOTS) - 2, 0, k - 1) if k > 1 else np.zeros(ORDER_SLOTS, int)
             sx_of[s] = slot + classes
             slot += k
         return cls(
@@ -234,6 +251,9 @@ def compile_scenario(sc: Scenario) -> Compiled:
     segs = list(sc.segments.values())
     G = len(segs)
     sizes = segment_sizes(N, [s.share for s in segs])
+    bands = sc.band_names
+    B = len(bands)
+    W = 2 * B
 
     start = np.zeros(N_STAGES)
     for name, share in m.initial_stages.items():
@@ -242,42 +262,94 @@ def compile_scenario(sc: Scenario) -> Compiled:
     last = int(np.flatnonzero(start > 0)[-1])
     stage_cum[last:] = 1.0
 
+    band_share = np.full((G, B), 1.0 / B)
+    for g, seg in enumerate(segs):
+        if seg.age_shares:
+            band_share[g] = [seg.age_shares.get(b, 0.0) for b in bands]
+    band_cum = np.cumsum(band_share, axis=1)
+    band_cum[:, -1] = 1.0
+
+    # -- columns: every day boundary any rate or audience of a stage needs
+    breaks: dict[int, set] = {s: set() for s in range(N_STAGES)}
+    for name, rate in sc.organic.advance.items():
+        breaks[STAGE_ID[name]].update(rate_breaks(rate))
+    for name, rate in sc.organic.lapse.items():
+        breaks[STAGE_ID[name]].update(rate_breaks(rate))
+    off = sc.offers
+    repeat_rates = [off.core.repeat_rate, *(u.take_rate for u in off.upsells.values())]
+    for s in REPEAT_STAGES:
+        for rate in repeat_rates:
+            breaks[s].update(rate_breaks(rate))
+    audiences = {}
+    for c, (cname, ch) in enumerate(sc.channels.items()):
+        aud = getattr(ch, "audience", None)
+        if isinstance(aud, Audience):
+            audiences[c] = aud
+            for s in (STAGE_ID[x] for x in (aud.stages or STAGES)):
+                breaks[s].update(aud.breaks())
+    mult = off.core.order_multipliers
+    order_classes = {s: len(mult) for s in REPEAT_STAGES} if len(mult) > 1 else {}
+    lay = Layout.build(breaks, order_classes)
+    cs, lo = lay.col_stage, lay.col_lo
+    n_cols = lay.n_cols
+
     levels = np.stack([responsiveness_levels(s.responsiveness_spread) for s in segs])
     adv_mult = np.array([s.advance_multiplier for s in segs])
     lapse_mult = np.array([s.lapse_multiplier for s in segs])
     price_sens = np.array([s.price_sensitivity for s in segs])
 
-    organic_p = np.zeros(N_STAGES)
-    for name, p in sc.organic.advance.items():
-        organic_p[STAGE_ID[name]] = p
-    organic_p[LAPSED] = sc.organic.reactivation
-    lapse_p = np.zeros(N_STAGES)
-    for name, p in sc.organic.lapse.items():
-        lapse_p[STAGE_ID[name]] = p
+    def by_column(rates: dict, stage_of_key=STAGE_ID) -> np.ndarray:
+        p = np.zeros(n_cols)
+        for name, rate in rates.items():
+            s = stage_of_key[name]
+            for j in np.flatnonzero(cs == s):
+                p[j] = rate_at(rate, int(lo[j]))
+        return p
+
+    organic_p = by_column(sc.organic.advance)
+    organic_p[cs == LAPSED] = sc.organic.reactivation
+    lapse_p = by_column(sc.organic.lapse)
     organic = adv_mult[:, None] * hazard(organic_p)[None, :]
     lapse = lapse_mult[:, None] * hazard(lapse_p)[None, :]
 
-    off = sc.offers
-    take = np.ones((G, N_STAGES))
-    take[:, SUBSCRIBED] = np.exp(-off.entry.price_sensitivity * price_sens * off.entry.price)
-    take[:, EXCITED] = np.exp(-off.core.price_sensitivity * price_sens * off.core.price)
+    take_s = np.ones((G, N_STAGES))
+    take_s[:, SUBSCRIBED] = np.exp(-off.entry.price_sensitivity * price_sens * off.entry.price)
+    take_s[:, EXCITED] = np.exp(-off.core.price_sensitivity * price_sens * off.core.price)
+    take = take_s[:, cs]
+    purchase = np.isin(cs, (SUBSCRIBED, EXCITED))
 
     offers = [off.lead_magnet, off.entry, off.core, *off.upsells.values()]
     price = np.array([getattr(o, "price", 0.0) for o in offers])
     unit_cost = np.array([o.unit_cost for o in offers])
-    rates = np.zeros(len(offers))
-    rates[OFFER_CORE] = off.core.repeat_rate
-    for j, u in enumerate(off.upsells.values()):
-        rates[3 + j] = u.take_rate
-    rep_h = hazard(rates) * (rates > 0)
-    repeat = np.zeros(N_STAGES)
-    if rep_h.sum() > 0:
-        repeat[list(REPEAT_STAGES)] = rep_h.sum()
-    buy_cum = _cumulative(rep_h)
+    O = len(offers)
+    repeat_h = np.zeros((n_cols, O))
+    order_mult = np.ones(n_cols)
+    if len(mult) > 1:
+        values = list(mult.values())
+        for j in range(n_cols):
+            if lay.col_orders[j] > 0:
+                order_mult[j] = values[lay.col_orders[j] - 1]
+    elif len(mult) == 1:
+        order_mult[:] = next(iter(mult.values()))
+    for j in np.flatnonzero(np.isin(cs, REPEAT_STAGES)):
+        for o, rate in zip((OFFER_CORE, *range(3, O)), repeat_rates):
+            p = rate_at(rate, int(lo[j]))
+            repeat_h[j, o] = hazard(p) * (p > 0) * order_mult[j]
 
     referral_rate = np.zeros(N_STAGES)
     for name, r in sc.referrals.rates.items():
         referral_rate[STAGE_ID[name]] = r
+
+    calendar = np.ones(D + 1)
+    if sc.start_date is not None and (sc.calendar.weekday or sc.calendar.events):
+        wd = [sc.calendar.weekday.get(w, 1.0) for w in WEEKDAYS]
+        for d in range(1, D + 1):
+            day = sc.start_date + timedelta(days=d - 1)
+            f = wd[day.weekday()]
+            for ev in sc.calendar.events:
+                if ev.start <= day <= ev.end:
+                    f *= ev.lift
+            calendar[d] = f
 
     C = len(sc.channels)
     pricing = np.zeros(C, dtype=np.int8)
@@ -290,8 +362,20 @@ def compile_scenario(sc: Scenario) -> Compiled:
     saturation = np.ones(C)
     carryover = np.zeros(C)
     push = np.zeros((C, G, N_STAGES))
+    funnel = np.zeros(C, bool)
+    mask = np.ones((C, G * W, n_cols))
+    affinity = np.ones((C, G, B))
+    effect = np.zeros((C, N_STAGES))
+    unsub = np.zeros(C)
+    rates = np.full((C, 4), np.nan)
+    conv = np.zeros(N_STAGES)
+    for name, p in sc.shop.conversion.items():
+        conv[STAGE_ID[name]] = p
     commission_channel = -1
     seg_index = {name: g for g, name in enumerate(sc.segments)}
+    band_index = {name: b for b, name in enumerate(bands)}
+    cell_band = np.arange(W) // 2
+    cell_perm = np.arange(W) % 2
     for c, ch in enumerate(sc.channels.values()):
         code = PRICING_CODE[ch.pricing]
         pricing[c] = code
@@ -300,23 +384,40 @@ def compile_scenario(sc: Scenario) -> Compiled:
             aff[seg_index[seg]] = a
         for s, p in ch.push_from().items():
             push[c, :, s] = p * aff
+        band_aff = np.ones(B)
+        for band, a in ch.band_affinity.items():
+            band_aff[band_index[band]] = a
+        affinity[c] = aff[:, None] * band_aff[None, :]
         if ch.pricing == "commission":
             per_unit[c] = ch.commission
             commission_channel = c
             continue
         saturation[c] = ch.saturation
         carryover[c] = ch.carryover
+        # a format-2 channel without pushes moves people by sessions (format-1 documents
+        # have no funnel figures and no shop conversion, so theirs stay push channels)
+        funnel[c] = not ch.pushes and (bool(conv.any()) or _has_funnel_figures(ch))
+        aud = audiences.get(c)
+        size = aud.size if isinstance(aud, Audience) else ch.audience if ch.pricing != "per_send" else None
+        if funnel[c] or isinstance(aud, Audience):
+            mask[c] = _audience_mask(ch, aud, lay, G, W, cell_band, cell_perm, band_index)
+        if funnel[c]:
+            _funnel_effect(ch, conv, effect[c], rates[c])
+            if ch.pricing == "per_send":
+                unsub[c] = ch.unsubscribe_rate
         if ch.pricing == "fixed":
             base_budget[c] = ch.monthly_cost / DAYS_PER_MONTH
             contacts[c] = ch.contacts_per_day
-            audience[c] = min(ch.audience or N, N)
+            audience[c] = min(size or N, N)
             budget[:, c] = base_budget[c]
             for period in ch.schedule:
                 budget[period.from_day : period.to_day + 1, c] = period.monthly_cost / DAYS_PER_MONTH
             continue
         per_unit[c] = ch.unit_cost / 1000.0 if ch.pricing == "cpm" else ch.unit_cost
         max_units[c] = ch.max_units_per_person
-        audience[c] = 0.0 if ch.pricing == "per_send" else min(ch.audience or N, N)
+        if ch.pricing == "per_send" and ch.max_per_week is not None:
+            max_units[c] = min(max_units[c], ch.max_per_week / 7.0)
+        audience[c] = 0.0 if ch.pricing == "per_send" and size is None else min(size or N, N)
         base_budget[c] = ch.daily_budget
         budget[:, c] = ch.daily_budget
         for period in ch.schedule:
@@ -328,20 +429,25 @@ def compile_scenario(sc: Scenario) -> Compiled:
         days=D,
         seed=m.seed,
         segment_names=sc.segment_names,
+        band_names=bands,
         channel_names=sc.channel_names,
         offer_names=sc.offer_names,
         cause_names=sc.cause_names,
+        layout=lay,
         seg_end=_ro(np.cumsum(sizes).astype(np.int64)),
         stage_cum=_ro(stage_cum),
+        band_cum=_ro(band_cum),
+        permitted=_ro(np.isin(np.arange(N_STAGES), PERMISSION_STAGES).astype(np.uint8)),
         levels=_ro(levels),
         organic=_ro(organic),
         lapse=_ro(lapse),
         take=_ro(take),
-        repeat=_ro(repeat),
-        buy_cum=_ro(buy_cum),
+        purchase=_ro(purchase),
+        repeat_h=_ro(repeat_h),
         price=_ro(price),
         unit_cost=_ro(unit_cost),
         referral_rate=_ro(referral_rate),
+        calendar=_ro(calendar),
         pricing=_ro(pricing),
         per_unit=_ro(per_unit),
         budget=_ro(budget),
@@ -352,12 +458,71 @@ def compile_scenario(sc: Scenario) -> Compiled:
         saturation=_ro(saturation),
         carryover=_ro(carryover),
         push=_ro(push),
+        funnel=_ro(funnel),
+        mask=_ro(mask),
+        affinity=_ro(affinity),
+        effect=_ro(effect),
+        unsub=_ro(unsub),
+        rates=_ro(rates),
         commission_channel=commission_channel,
-        layout=Layout.build(),
-        band_names=("all",),
-        band_cum=_ro(np.ones((G, 1))),
-        permitted=_ro(np.isin(np.arange(N_STAGES), PERMISSION_STAGES).astype(np.uint8)),
+        count_cells=bool(funnel.any() or audiences),
     )
+
+
+def _has_funnel_figures(ch) -> bool:
+    return any(getattr(ch, k, None) is not None for k in ("ctr", "open_rate", "click_rate")) or bool(
+        getattr(ch, "aware_per_impression", 0.0)
+    )
+
+
+def _audience_mask(ch, aud, lay: Layout, G, W, cell_band, cell_perm, band_index) -> np.ndarray:
+    """1 where a (segment, flag cell, column) is in a channel's audience."""
+    if isinstance(aud, Audience) and aud.stages is not None:
+        stages = [STAGE_ID[x] for x in aud.stages]
+    elif ch.pricing == "per_send":
+        stages = list(PERMISSION_STAGES)
+    else:
+        stages = list(range(N_STAGES))
+    col_ok = np.isin(lay.col_stage, stages)
+    if isinstance(aud, Audience):
+        col_ok &= np.array([aud.admits_days(int(a), int(b)) for a, b in zip(lay.col_lo, lay.col_hi)], bool)
+    cell_ok = np.ones(W, bool)
+    perm = aud.permission if isinstance(aud, Audience) else None
+    if ch.pricing == "per_send":
+        perm = True
+    if perm is not None:
+        cell_ok &= cell_perm == int(perm)
+    if isinstance(aud, Audience) and aud.age_bands is not None:
+        cell_ok &= np.isin(cell_band, [band_index[b] for b in aud.age_bands])
+    m = (cell_ok[:, None] & col_ok[None, :]).astype(np.float64)  # [W, cols]
+    return np.tile(m, (G, 1))
+
+
+def _funnel_effect(ch, conv: np.ndarray, effect: np.ndarray, rates: np.ndarray) -> None:
+    """Per effective contact, the hazard of moving on from each stage (format-2 channels),
+    and the channel's published rates for reporting: ctr, landing rate, open rate, click
+    rate per send."""
+    if ch.pricing == "cpm":
+        ctr = ch.ctr or 0.0
+        chain = ctr * ch.landing_rate  # sessions per impression
+        effect[UNAWARE] = ch.aware_per_impression + chain
+        rates[:] = (ctr if ch.ctr is not None else np.nan, ch.landing_rate, np.nan, np.nan)
+    elif ch.pricing == "cpc":
+        chain = ch.landing_rate  # sessions per click
+        effect[UNAWARE] = chain
+        rates[:] = (ch.ctr if ch.ctr is not None else np.nan, ch.landing_rate, np.nan, np.nan)
+    elif ch.pricing == "per_send":
+        click = ch.click_rate or 0.0
+        chain = click * ch.landing_rate  # sessions per send
+        rates[:] = (np.nan, ch.landing_rate, ch.open_rate if ch.open_rate is not None else np.nan,
+                    ch.click_rate if ch.click_rate is not None else np.nan)
+    else:  # fixed: contacts are sessions
+        chain = 1.0
+        effect[UNAWARE] = 1.0
+        rates[:] = (np.nan, 1.0, np.nan, np.nan)
+    for s in range(AWARE, PROMOTER):
+        effect[s] = chain * conv[s]
+    effect[LAPSED] = chain  # a lapsed person who visits again is back (reactivation to aware)
 
 
 def _cumulative(h: np.ndarray) -> np.ndarray:
@@ -379,24 +544,33 @@ def _cumulative(h: np.ndarray) -> np.ndarray:
 class Reach:
     """What the channels bought today and the response it produces."""
 
-    units: np.ndarray  # float64[C]
+    units: np.ndarray  # float64[C] units bought (impressions, clicks, sends, sessions)
     spend: np.ndarray  # float64[C] (commission channels: filled after the day)
     stock: np.ndarray  # float64[C] carry-over stock after today
-    response: np.ndarray  # float64[C] in [0, 1)
-    coverage: np.ndarray  # float64[C] in [0, 1]
+    response: np.ndarray  # float64[C] in [0, 1) (push channels)
+    coverage: np.ndarray  # float64[C] in [0, 1] (push channels)
+    members: np.ndarray  # float64[C] people in the channel's audience today
+    contacts: np.ndarray  # float64[C] effective contacts per audience member today (funnel channels)
+    per_member: np.ndarray  # float64[C] units bought per audience member today
 
 
-def channel_reach(cm: Compiled, counts: np.ndarray, stock: np.ndarray, budgets: np.ndarray) -> Reach:
+def channel_reach(
+    cm: Compiled, counts: np.ndarray, stock: np.ndarray, budgets: np.ndarray, cells: np.ndarray | None = None
+) -> Reach:
     """Units bought, spend and response of every channel for one day.
 
-    ``counts`` are yesterday's customers by (segment, stage); ``stock`` yesterday's
-    carry-over; ``budgets`` today's planned spend per channel.
+    ``counts`` are yesterday's customers by (segment x band, stage); ``cells`` today's
+    customers by (segment x flag cell, column), needed by format-2 audiences; ``stock``
+    yesterday's carry-over; ``budgets`` today's planned spend per channel.
     """
     C = cm.n_channels
     units = np.zeros(C)
     spend = np.zeros(C)
     response = np.zeros(C)
     coverage = np.ones(C)
+    members = np.zeros(C)
+    contacts = np.zeros(C)
+    per_member = np.zeros(C)
     new_stock = stock.copy()
     permission = float(counts[:, list(PERMISSION_STAGES)].sum())
     for c in range(C):
@@ -404,21 +578,40 @@ def channel_reach(cm: Compiled, counts: np.ndarray, stock: np.ndarray, budgets: 
         if code == PRICING_CODE["commission"]:
             response[c] = 1.0
             continue
-        if code == PRICING_CODE["fixed"]:
+        if cm.funnel[c] or cells is not None and cm.mask[c].min() < 1:
+            in_audience = float((cells * cm.mask[c]).sum())
+            cap = cm.audience[c]
+            aud = min(in_audience, cap) if cap > 0 else in_audience
+        elif code == PRICING_CODE["per_send"]:
+            aud = permission
+        else:
             aud = cm.audience[c]
+        if code == PRICING_CODE["fixed"]:
             base = cm.base_budget[c]
             spend[c] = budgets[c]
             units[c] = cm.contacts[c] * (budgets[c] / base) if base > 0 else 0.0
+            if cm.funnel[c]:
+                units[c] = min(units[c], aud * cm.max_units[c]) if cm.max_units[c] > 0 else units[c]
         else:
-            aud = permission if code == PRICING_CODE["per_send"] else cm.audience[c]
             units[c] = min(budgets[c] / cm.per_unit[c], aud * cm.max_units[c])
             spend[c] = units[c] * cm.per_unit[c]
         x = units[c] / aud if aud > 0 else 0.0
-        new_stock[c] = cm.carryover[c] * stock[c] + x
+        members[c] = aud
+        per_member[c] = x
+        if cm.funnel[c]:
+            # normalised carry-over (adstock): the stock settles at the contacts bought a
+            # day, so contacts_per_day "at full strength" is what a person gets when built up
+            new_stock[c] = cm.carryover[c] * stock[c] + (1.0 - cm.carryover[c]) * x
+        else:
+            new_stock[c] = cm.carryover[c] * stock[c] + x
         response[c] = -np.expm1(-new_stock[c] / cm.saturation[c])
+        contacts[c] = cm.saturation[c] * response[c]  # effective contacts: saturating in the stock
         if code != PRICING_CODE["per_send"]:
             coverage[c] = min(1.0, aud / cm.customers)
-    return Reach(units=units, spend=spend, stock=new_stock, response=response, coverage=coverage)
+    return Reach(
+        units=units, spend=spend, stock=new_stock, response=response, coverage=coverage, members=members,
+        contacts=contacts, per_member=per_member,
+    )
 
 
 @dataclass
@@ -431,32 +624,49 @@ class DayTables:
     buy_cum: np.ndarray  # float64[cols, O]
     referral_hazard: float
     channel_hazard: np.ndarray  # float64[C, G, W, cols]
+    unsub_hazard: np.ndarray  # float64[C, G, W, cols]
 
 
-def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach) -> DayTables:
+def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> DayTables:
     """The kernel's tables for one day from yesterday's counts and today's reach.
 
-    ``counts`` are yesterday's customers by (segment x band, stage)."""
+    ``counts`` are yesterday's customers by (segment x band, stage); ``day`` selects
+    the calendar's multiplier on sessions and purchases."""
     G, C, W = cm.n_segments, cm.n_channels, cm.width
     lay = cm.layout
     cs = lay.col_stage  # stage of each column
     n_cols = lay.n_cols
+    cal = float(cm.calendar[day]) if 0 <= day < cm.calendar.shape[0] else 1.0
     referrers = counts.sum(axis=0) @ cm.referral_rate
     ref_h = referrers / cm.customers
     # cause hazards [G, W, cols, K]: organic, referral, channels
     causes = np.zeros((G, W, n_cols, 2 + C))
-    causes[:, :, :, CAUSE_ORGANIC] = cm.organic[:, None, cs]
+    organic = cm.organic if cal == 1.0 else cm.organic * np.where(cm.purchase, cal, 1.0)
+    causes[:, :, :, CAUSE_ORGANIC] = organic[:, None, :]
     causes[:, :, cs == UNAWARE, CAUSE_REFERRAL] = ref_h
     p_ch = cm.push * (reach.response * reach.coverage)[:, None, None]  # [C, G, 10]
     ch_h = hazard(p_ch) * (p_ch > 0)
-    ch_cols = np.broadcast_to(ch_h[:, :, None, cs], (C, G, W, n_cols))
+    ch_cols = np.array(np.broadcast_to(ch_h[:, :, None, cs], (C, G, W, n_cols)))
+    unsub = np.zeros((C, G, W, n_cols))
+    if C:
+        mask = cm.mask.reshape(C, G, W, n_cols)
+        band = np.arange(W) // 2
+        for c in np.flatnonzero(cm.funnel):
+            eff = cm.effect[c, cs] * np.where(cs == UNAWARE, 1.0, cal)  # [cols]
+            aff = cm.affinity[c][:, band]  # [G, W]
+            ch_cols[c] = reach.contacts[c] * aff[:, :, None] * eff[None, None, :] * mask[c]
+            if cm.unsub[c] > 0:
+                unsub[c] = reach.per_member[c] * cm.unsub[c] * mask[c]
+        for c in np.flatnonzero(~cm.funnel & (cm.mask.reshape(C, -1).min(axis=1) < 1)):
+            ch_cols[c] *= mask[c]
     causes[..., 2:] = np.moveaxis(ch_cols, 0, -1)
     causes[:, :, cs == PROMOTER, :] = 0.0
-    adv = causes.sum(axis=-1) * cm.take[:, None, cs]  # [G, W, cols]
+    adv = causes.sum(axis=-1) * cm.take[:, None, :]  # [G, W, cols]
     H = cm.levels[:, :, None, None] * adv[:, None, :, :]  # [G, 16, W, cols]
-    lam = np.broadcast_to(cm.lapse[:, None, None, cs], H.shape)
-    uns = np.zeros(H.shape)
-    rho = np.broadcast_to(cm.repeat[None, None, None, cs], H.shape)
+    lam = np.broadcast_to(cm.lapse[:, None, None, :], H.shape)
+    uns = np.broadcast_to(unsub.sum(axis=0)[:, None, :, :], H.shape)
+    repeat_h = cm.repeat_h if cal == 1.0 else cm.repeat_h * cal
+    rho = np.broadcast_to(repeat_h.sum(axis=1)[None, None, None, :], H.shape)
     total = H + lam + uns + rho
     p_event = -np.expm1(-total)
     thr = np.floor(p_event * 2.0**32).astype(np.uint64)
@@ -472,9 +682,10 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach) -> DayTables:
         cut_lapse=np.ascontiguousarray(cut_lapse.reshape(rows, n_cols)),
         cut_unsub=np.ascontiguousarray(cut_unsub.reshape(rows, n_cols)),
         cause_cum=np.ascontiguousarray(_cumulative(causes).reshape(G * W, n_cols, 2 + C)),
-        buy_cum=np.ascontiguousarray(np.broadcast_to(cm.buy_cum[None, :], (n_cols, cm.n_offers))),
+        buy_cum=np.ascontiguousarray(_cumulative(repeat_h)),
         referral_hazard=float(ref_h),
         channel_hazard=ch_cols,
+        unsub_hazard=unsub,
     )
 
 

@@ -147,9 +147,11 @@ class TableInfo:
 
 #: the tables of ``cvj run`` (``customers`` only with ``--customers-table``)
 RUN_TABLES = (
-    TableInfo("daily_stages", "replication, day, segment, stage"),
-    TableInfo("transitions", "replication, day, segment, from_stage, to_stage, cause"),
+    TableInfo("daily_stages", "replication, day, segment, age_band, stage"),
+    TableInfo("transitions", "replication, day, segment, age_band, from_stage, to_stage, cause"),
     TableInfo("finance", "replication, day, item"),
+    TableInfo("channels", "replication, day, channel"),
+    TableInfo("orders", "replication, order_number, days_since_previous"),
     TableInfo("summary", "replication"),
     TableInfo("customers", "replication, customer"),
 )

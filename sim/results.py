@@ -10,10 +10,21 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .engine import Engine, History
+from .engine import FUNNEL, MAX_GAP, ORDER_CLASSES, Engine, History
 from .model import PRICING_CODE, Compiled
 from .registry import RUN_TABLES, SUMMARY_KEYS, kpi, names
-from .stages import LAPSED, OFFER_ENTRY, OFFER_LEAD_MAGNET, PROMOTER, STAGES, SUBSCRIBED
+from .stages import (
+    ADL_PHASE,
+    AIDA_PHASE,
+    EXCITED,
+    LAPSED,
+    OFFER_CORE,
+    OFFER_ENTRY,
+    OFFER_LEAD_MAGNET,
+    PROMOTER,
+    STAGES,
+    SUBSCRIBED,
+)
 
 TABLES = names(RUN_TABLES)
 KIND_CHANNEL, KIND_OFFER = "channel", "offer"
@@ -33,8 +44,13 @@ def money(cm: Compiled, h: History) -> dict[str, np.ndarray]:
         "offer_units": units,
         "revenue": units * cm.price[None, :],
         "cost": units * cm.unit_cost[None, :],
-        "revenue_by_segment": (h.offer_units * cm.price[None, None, :]).sum(axis=(0, 2)),
+        "revenue_by_segment": _by_segment(cm, (h.offer_units * cm.price[None, None, :]).sum(axis=(0, 2))),
     }
+
+
+def _by_segment(cm: Compiled, x: np.ndarray) -> np.ndarray:
+    """Fold an array whose first axis is (segment x age band) into segments."""
+    return x.reshape(cm.n_segments, cm.n_bands, *x.shape[1:]).sum(axis=1)
 
 
 def summary(cm: Compiled, h: History, replication: int) -> dict:
@@ -47,7 +63,7 @@ def summary(cm: Compiled, h: History, replication: int) -> dict:
     spend, revenue, cost = float(spend_d.sum()), float(revenue_d.sum()), float(cost_d.sum())
     cum = np.cumsum(profit_d[1:])
     hit = np.flatnonzero(cum >= 0)
-    conversions_g = h.flows[:, :, SUBSCRIBED, :-1].sum(axis=(0, 2))  # [G]
+    conversions_g = _by_segment(cm, h.flows[:, :, SUBSCRIBED, :-1].sum(axis=(0, 2)))  # [G]
     conversions = int(conversions_g.sum())
     front = [OFFER_LEAD_MAGNET, OFFER_ENTRY]
     back = [o for o in range(cm.n_offers) if o not in front]
@@ -87,15 +103,28 @@ def summary_table(rows: list[dict]) -> pa.Table:
     return pa.table(cols)
 
 
+def _stage_columns(stage: np.ndarray, prefix: str = "") -> dict:
+    """A stage column and the phases it rolls up to (AIDA, seed 000; ADL, seed 001)."""
+    return {
+        f"{prefix}stage": _dict(stage, STAGES),
+        f"{prefix}aida_phase": _dict(np.searchsorted(sorted(set(AIDA_PHASE)), np.array(AIDA_PHASE))[stage],
+                                     sorted(set(AIDA_PHASE))),
+        f"{prefix}adl_phase": _dict(np.searchsorted(sorted(set(ADL_PHASE)), np.array(ADL_PHASE))[stage],
+                                    sorted(set(ADL_PHASE))),
+    }
+
+
 def daily_stages(cm: Compiled, h: History, replication: int) -> pa.Table:
-    D1, G, S = h.stages.shape
-    day, seg, stage = np.meshgrid(np.arange(D1), np.arange(G), np.arange(S), indexing="ij")
+    D1, GB, S = h.stages.shape
+    day, fb, stage = np.meshgrid(np.arange(D1), np.arange(GB), np.arange(S), indexing="ij")
+    fb, stage = fb.ravel(), stage.ravel()
     return pa.table(
         {
-            "replication": pa.array(np.full(D1 * G * S, replication, np.int32)),
+            "replication": pa.array(np.full(D1 * GB * S, replication, np.int32)),
             "day": pa.array(day.ravel().astype(np.int32)),
-            "segment": _dict(seg.ravel(), cm.segment_names),
-            "stage": _dict(stage.ravel(), STAGES),
+            "segment": _dict(fb // cm.n_bands, cm.segment_names),
+            "age_band": _dict(fb % cm.n_bands, cm.band_names),
+            **_stage_columns(stage),
             "customers": pa.array(h.stages.ravel()),
         }
     )
@@ -113,7 +142,8 @@ def transitions(cm: Compiled, h: History, replication: int) -> pa.Table:
         {
             "replication": pa.array(np.full(d.size, replication, np.int32)),
             "day": pa.array(d.astype(np.int32)),
-            "segment": _dict(g, cm.segment_names),
+            "segment": _dict(g // cm.n_bands, cm.segment_names),
+            "age_band": _dict(g % cm.n_bands, cm.band_names),
             "from_stage": _dict(s, STAGES),
             "to_stage": _dict(to, STAGES),
             "cause": _dict(cause, cm.cause_names),
@@ -159,7 +189,11 @@ def customers(cm: Compiled, e: Engine, replication: int) -> pa.Table:
         "replication": pa.array(np.full(N, replication, np.int32)),
         "customer_id": pa.array(np.arange(N, dtype=np.int64)),
         "segment": _dict(e.segment, cm.segment_names),
+        "age_band": _dict(e.band, cm.band_names),
         "final_stage": _dict(e.stage, STAGES),
+        "email_permission": pa.array(e.permission),
+        "orders": pa.array(e.orders.astype(np.int32)),
+        "last_order_day": pa.array(e.last_order.astype(np.int32), mask=(e.last_order == np.uint16(0xFFFF))),
     }
     never = np.uint16(0xFFFF)
     names = [f"day_{s}" for s in STAGES[1 : PROMOTER + 1]] + ["day_lapsed"]
@@ -176,4 +210,74 @@ def customers(cm: Compiled, e: Engine, replication: int) -> pa.Table:
     return pa.table(cols)
 
 
-__all__ = ["TABLES", "customers", "daily_stages", "finance", "money", "summary", "summary_table", "transitions"]
+def channels(cm: Compiled, h: History, replication: int) -> pa.Table:
+    """One row per channel and day: what a dashboard shows (audience, impressions,
+    clicks, sessions, sends, opens, unsubscribes), what it cost, and the moves it caused."""
+    D1 = h.stages.shape[0]
+    C = cm.n_channels
+    days = np.arange(1, D1)
+    n = days.size
+    moves = h.flows[1:, :, :, 2 : 2 + C].sum(axis=(1, 2))  # [D, C] advances caused by each channel
+    cols = {
+        "replication": pa.array(np.full(n * C, replication, np.int32)),
+        "day": pa.array(np.repeat(days, C).astype(np.int32)),
+        "channel": _dict(np.tile(np.arange(C), n), cm.channel_names),
+        "pricing": _dict(np.tile(cm.pricing, n), list(PRICING_CODE)),
+        "spend": pa.array(h.channel_spend[1:].ravel()),
+        "units": pa.array(h.channel_units[1:].ravel()),
+    }
+    for j, name in enumerate(FUNNEL):
+        cols[name] = pa.array(h.funnel[1:, :, j].ravel())
+    cols["moves"] = pa.array(moves.ravel().astype(np.int64))
+    return pa.table(cols)
+
+
+def orders(cm: Compiled, h: History, replication: int) -> pa.Table:
+    """Repeat orders by order number and days since the previous order (the whole run)."""
+    k, g = np.nonzero(h.gaps)
+    return pa.table(
+        {
+            "replication": pa.array(np.full(k.size, replication, np.int32)),
+            "order_number": pa.array((k + 1).astype(np.int32)),  # k earlier orders: this is order k + 1
+            "order_number_or_more": pa.array(k == ORDER_CLASSES - 1),
+            "days_since_previous": pa.array(g.astype(np.int32)),
+            "days_or_more": pa.array(g == MAX_GAP),
+            "orders": pa.array(h.gaps[k, g]),
+        }
+    )
+
+
+def channel_funnel(channels_table: pa.Table) -> list[dict]:
+    """Each channel's totals over a ``channels`` table (one replication, or the mean
+    over several) and the rates its dashboard would show: CPM, CTR, CPC, open, click and
+    unsubscribe rates per send, and moves per session."""
+    t = channels_table
+    reps = max(1, len(set(t.column("replication").to_pylist())))
+    names = t.column("channel").dictionary.to_pylist() if t.num_rows else []
+    idx = np.asarray(t.column("channel").indices) if t.num_rows else np.zeros(0, int)
+    cols = ("spend", "impressions", "clicks", "sessions", "sends", "opens", "unsubscribes", "moves")
+    tot = {k: np.bincount(idx, weights=np.asarray(t.column(k), np.float64), minlength=len(names)) / reps for k in cols}
+
+    def ratio(a, b, scale=1.0):
+        return float(scale * a / b) if b > 0 else None
+
+    out = []
+    for c, name in enumerate(names):
+        f = {k: float(v[c]) for k, v in tot.items()}
+        out.append(
+            {
+                "channel": name,
+                **f,
+                "cpm": ratio(f["spend"], f["impressions"], 1000.0),
+                "ctr": ratio(f["clicks"], f["impressions"]),
+                "cpc": ratio(f["spend"], f["clicks"]),
+                "open_rate": ratio(f["opens"], f["sends"]),
+                "click_rate": ratio(f["clicks"], f["sends"]),
+                "unsubscribe_rate": ratio(f["unsubscribes"], f["sends"]),
+                "moves_per_session": ratio(f["moves"], f["sessions"]),
+            }
+        )
+    return out
+
+
+__all__ = ["TABLES", "channel_funnel", "channels", "customers", "orders", "daily_stages", "finance", "money", "summary", "summary_table", "transitions"]

@@ -105,6 +105,8 @@ def tables_of(e: Engine) -> dict[str, pa.Table]:
         "daily_stages": R.daily_stages(cm, h, r),
         "transitions": R.transitions(cm, h, r),
         "finance": R.finance(cm, h, r),
+        "channels": R.channels(cm, h, r),
+        "orders": R.orders(cm, h, r),
         "summary": R.summary_table([R.summary(cm, h, r)]),
     }
     if e.track:

@@ -1,4 +1,11 @@
-"""Scenario files: TOML documents with ``format = 1``, validated once into a frozen model.
+"""Scenario files: TOML documents with ``format = 2`` (or 1), validated once into a frozen model.
+
+Format 2 is format 1 plus per-customer memory (rates that depend on the days since a
+customer's last activity, repeat chances by order number), channels written in the
+figures their dashboards report (CPM and CTR, CPC, open, click and unsubscribe rates,
+sessions and conversion per session), audiences by stage, recency, age band and email
+permission, age bands and a calendar. A format-1 file is upgraded on load
+(:func:`upgrade`): its meaning is unchanged and its runs are identical.
 
 A scenario is data. It is read and validated by the document layer shared with
 studies and marketer settings (:mod:`cvj.documents`: unknown keys are errors, types are
@@ -9,12 +16,14 @@ strict); nothing in it is evaluated or executed. Every validation failure raises
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import os
 from importlib import resources
 from pathlib import Path
+from datetime import date
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -23,7 +32,8 @@ from .documents import At, Label, Name, Strict, apply_overrides, read_toml, vali
 from .errors import ScenarioError
 from .stages import JOURNEY, PERMISSION_STAGES, PROMOTER, STAGE_ID, STAGES
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)
 MAX_SEGMENTS = 16  # segment and responsiveness level share one byte per customer
 RESPONSIVENESS_LEVELS = 16
 MAX_CHANNELS = 200
@@ -33,6 +43,84 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Day = Annotated[int, Field(ge=1, le=65_534)]
+DayCount = Annotated[int, Field(ge=0, le=511)]
+MAX_AGE_BANDS = 8
+#: bucket boundaries (first days) used to discretise a named waiting-time shape
+SHAPE_BREAKS = (1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 270, 365)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Piecewise(Strict):
+    """A daily probability that depends on the days since the customer's last activity
+    (a stage move or an order): ``daily[i]`` from day ``from_days[i]`` on."""
+
+    from_days: list[DayCount]
+    daily: list[Probability]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Piecewise":
+        if len(self.from_days) != len(self.daily) or not self.daily:
+            raise ValueError("from_days and daily must be lists of the same, non-zero length")
+        if self.from_days[0] != 0:
+            raise ValueError("from_days must start at 0")
+        if any(b <= a for a, b in zip(self.from_days, self.from_days[1:])):
+            raise ValueError("from_days must increase")
+        return self
+
+    def breaks(self) -> tuple[int, ...]:
+        return tuple(self.from_days[1:])
+
+    def daily_at(self, day: int) -> float:
+        j = max(i for i, d in enumerate(self.from_days) if d <= day)
+        return self.daily[j]
+
+
+class Shape(Strict):
+    """A named waiting-time distribution: of the customers who ever do it (``share``),
+    the wait in days after the last activity is Weibull(``scale_days``, ``k``) or
+    gamma(``k``, ``scale_days``). Used as a daily probability per bucket of
+    :data:`SHAPE_BREAKS` that keeps each bucket's survival exact."""
+
+    shape: Literal["weibull", "gamma"]
+    scale_days: Annotated[float, Field(gt=0.0, le=10_000.0)]
+    k: Annotated[float, Field(gt=0.0, le=50.0)]
+    share: Probability = 1.0
+
+    def breaks(self) -> tuple[int, ...]:
+        return SHAPE_BREAKS
+
+    def survival(self, t: float) -> float:
+        from scipy import stats
+
+        dist = stats.weibull_min(self.k, scale=self.scale_days) if self.shape == "weibull" else stats.gamma(
+            self.k, scale=self.scale_days
+        )
+        return 1.0 - self.share * float(dist.cdf(t))
+
+    def daily_at(self, day: int) -> float:
+        """The daily probability in the bucket holding ``day`` (constant within it)."""
+        starts = (0, *SHAPE_BREAKS)
+        lo = max(b for b in starts if b <= day)
+        later = [b for b in starts if b > day]
+        hi = later[0] if later else None
+        s_lo = self.survival(lo)
+        if s_lo <= 0:
+            return 1.0
+        if hi is None:  # the last bucket runs on: the hazard of its first day
+            return 1.0 - self.survival(lo + 1) / s_lo
+        return 1.0 - (self.survival(hi) / s_lo) ** (1.0 / (hi - lo))
+
+
+#: a daily chance: a constant, a piecewise profile by days since the last activity, or a shape
+Rate = Union[Probability, Piecewise, Shape]
+
+
+def rate_breaks(rate) -> tuple[int, ...]:
+    return () if isinstance(rate, (int, float)) else rate.breaks()
+
+
+def rate_at(rate, day: int) -> float:
+    return float(rate) if isinstance(rate, (int, float)) else rate.daily_at(day)
 
 
 def _stage_keys(mapping: dict[str, float], allowed: tuple[str, ...], what: str) -> dict[str, float]:
@@ -69,12 +157,13 @@ class Segment(Strict):
     advance_multiplier: NonNegative = 1.0
     lapse_multiplier: NonNegative = 1.0
     price_sensitivity: NonNegative = 1.0
+    age_shares: dict[Name, Probability] = Field(default_factory=dict)
     description: str = ""
 
 
 class Organic(Strict):
-    advance: dict[str, Probability] = Field(default_factory=dict)
-    lapse: dict[str, Probability] = Field(default_factory=dict)
+    advance: dict[str, Rate] = Field(default_factory=dict)
+    lapse: dict[str, Rate] = Field(default_factory=dict)
     reactivation: Probability = 0.0
 
     @field_validator("advance")
@@ -129,9 +218,55 @@ def _parse_push(key: str) -> tuple[int, int]:
     return ia, ib
 
 
+class Audience(Strict):
+    """Who a channel can reach. Without stages: everyone a channel of its kind reaches
+    (email: customers who gave permission, in subscribed..promoter)."""
+
+    size: Annotated[int, Field(gt=0)] | None = None  # people the platform can reach at most
+    stages: list[str] | None = None
+    within_days: DayCount | None = None  # last activity at most this many days ago (retargeting)
+    after_days: DayCount | None = None  # last activity at least this many days ago (win-back)
+    days: list[DayCount] | None = None  # exactly these days after the last activity (a nurture sequence)
+    age_bands: list[Name] | None = None
+    permission: bool | None = None  # only customers who may be emailed (True) or who may not (False)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v):
+        if v is not None:
+            for name in v:
+                if name not in STAGE_ID:
+                    raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+            if not v:
+                raise ValueError("an audience needs at least one stage")
+        return v
+
+    def breaks(self) -> tuple[int, ...]:
+        out = []
+        if self.within_days is not None:
+            out.append(self.within_days + 1)
+        if self.after_days is not None:
+            out.append(self.after_days)
+        for d in self.days or ():
+            out += [d, d + 1]
+        return tuple(b for b in out if 0 < b <= 511)
+
+    def admits_days(self, lo: int, hi: int) -> bool:
+        """Whether a bucket of days [lo, hi] since the last activity is in the audience
+        (buckets never straddle one of :meth:`breaks`, so the whole bucket is in or out)."""
+        if self.within_days is not None and lo > self.within_days:
+            return False
+        if self.after_days is not None and lo < self.after_days:
+            return False
+        if self.days is not None and not any(lo <= d <= hi for d in self.days):
+            return False
+        return True
+
+
 class _ChannelBase(Strict):
     pushes: dict[str, Probability] = Field(default_factory=dict)
     affinity: dict[str, Probability] = Field(default_factory=dict)
+    band_affinity: dict[Name, NonNegative] = Field(default_factory=dict)
     description: str = ""
 
     @field_validator("pushes")
@@ -173,28 +308,56 @@ def _check_periods(periods):
     return periods
 
 
+AudienceField = Union[Annotated[int, Field(gt=0)], Audience, None]
+
+
 class CpmChannel(_Bought):
+    """Impressions bought per thousand. Format 2: ``ctr`` turns impressions into
+    clicks, ``landing_rate`` clicks into sessions; an impression makes an unaware
+    person aware with ``aware_per_impression``."""
+
     pricing: Literal["cpm"]
-    audience: Annotated[int, Field(gt=0)] | None = None
+    audience: AudienceField = None
     max_units_per_person: Positive = 5.0
+    ctr: Probability | None = None
+    aware_per_impression: Probability = 0.0
+    landing_rate: Probability = 0.85
 
 
 class CpcChannel(_Bought):
+    """Clicks bought one by one. Format 2: ``ctr`` says how many impressions were shown
+    for them (reported), ``landing_rate`` turns clicks into sessions."""
+
     pricing: Literal["cpc"]
-    audience: Annotated[int, Field(gt=0)] | None = None
+    audience: AudienceField = None
     max_units_per_person: Positive = 0.2
+    ctr: Probability | None = None
+    landing_rate: Probability = 0.85
 
 
 class PerSendChannel(_Bought):
+    """Emails paid per send. Format 2: ``open_rate``, ``click_rate`` (clicks per send)
+    and ``unsubscribe_rate`` (per send; an unsubscribe removes the permission, not the
+    customer), at most ``max_per_week`` emails a person."""
+
     pricing: Literal["per_send"]
+    audience: Audience | None = None
     max_units_per_person: Positive = 1.0
+    open_rate: Probability | None = None
+    click_rate: Probability | None = None
+    unsubscribe_rate: Probability = 0.0
+    max_per_week: Annotated[float, Field(gt=0.0, le=70.0)] | None = None
+    landing_rate: Probability = 1.0
 
 
 class FixedChannel(_Reach):
+    """A retainer (SEO, content). Format 2: ``contacts_per_day`` are sessions a day at
+    full strength, built up by ``carryover``."""
+
     pricing: Literal["fixed"]
     monthly_cost: NonNegative
     contacts_per_day: NonNegative
-    audience: Annotated[int, Field(gt=0)] | None = None
+    audience: AudienceField = None
     schedule: list[FixedPeriod] = Field(default_factory=list)
 
     @field_validator("schedule")
@@ -235,13 +398,69 @@ class CoreOffer(Strict):
     price: NonNegative
     unit_cost: NonNegative = 0.0
     price_sensitivity: NonNegative = 0.0
-    repeat_rate: Probability = 0.0
+    repeat_rate: Rate = 0.0
+    #: multiplier on repeat chances by the number of the next order ("3", "4", ..., "6+")
+    order_multipliers: dict[str, NonNegative] = Field(default_factory=dict)
+
+    @field_validator("order_multipliers")
+    @classmethod
+    def _orders(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            return v
+        keys = list(v)
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            want = f"{3 + i}+" if last else str(3 + i)
+            if key != want and not (last and key == str(3 + i) and len(keys) == 1):
+                raise ValueError(
+                    f"order numbers must run '3', '4', ... and the last end in '+' (e.g. '3', '4', '5+'); got {key!r}"
+                )
+        if len(keys) > 7:
+            raise ValueError("at most 7 order classes ('3' .. '9+')")
+        return v
 
 
 class Upsell(Strict):
     price: NonNegative
     unit_cost: NonNegative = 0.0
-    take_rate: Probability
+    take_rate: Rate
+
+
+class Shop(Strict):
+    """What a session on the shop does: per stage moved on from, the share of sessions
+    that move a person on (aware: engages, engaged: opts in for the lead magnet,
+    subscribed: buys the entry offer, excited: buys the core offer). A session always
+    makes an unaware person aware."""
+
+    conversion: dict[str, Probability] = Field(default_factory=dict)
+
+    @field_validator("conversion")
+    @classmethod
+    def _conv(cls, v: dict[str, float]) -> dict[str, float]:
+        return _stage_keys(v, JOURNEY[1:PROMOTER], "a conversion per session")
+
+
+class Event(Strict):
+    name: Label
+    start: Annotated[date, Field(strict=False)]  # TOML dates, or ISO text in stored JSON
+    end: Annotated[date, Field(strict=False)]
+    lift: Annotated[float, Field(ge=0.0, le=100.0)]
+
+
+class Calendar(Strict):
+    """Multipliers on sessions and purchases by weekday and on dated events (a season,
+    Black Friday). Needs the scenario's ``start_date``."""
+
+    weekday: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = Field(default_factory=dict)
+    events: list[Event] = Field(default_factory=list)
+
+    @field_validator("weekday")
+    @classmethod
+    def _wd(cls, v):
+        for k in v:
+            if k not in WEEKDAYS:
+                raise ValueError(f"unknown weekday {k!r}; weekdays are {', '.join(WEEKDAYS)}")
+        return v
 
 
 class Offers(Strict):
@@ -261,14 +480,18 @@ def _default_segments() -> dict[str, Segment]:
 class Scenario(Strict):
     """A validated scenario (format 1). Immutable; build it with :func:`load_scenario`."""
 
-    format: Literal[1]
+    format: Literal[2]
     name: Label = "scenario"
     description: str = ""
     currency: Label = "USD"
+    start_date: Annotated[date | None, Field(strict=False)] = None
     market: Market = Market()
+    age_bands: list[Name] = Field(default_factory=list)
     segments: dict[Name, Segment] = Field(default_factory=_default_segments)
     organic: Organic = Organic()
     referrals: Referrals = Referrals()
+    shop: Shop = Shop()
+    calendar: Calendar = Calendar()
     channels: dict[Name, Channel] = Field(default_factory=dict)
     offers: Offers
 
@@ -284,8 +507,51 @@ class Scenario(Strict):
             raise At("segments", shares, f"segment shares must sum to 1, they sum to {total:.6g}")
         if len(self.channels) > MAX_CHANNELS:
             raise At("channels", len(self.channels), f"at most {MAX_CHANNELS} channels are supported")
+        bands = self.age_bands
+        if len(bands) > MAX_AGE_BANDS:
+            raise At("age_bands", bands, f"at most {MAX_AGE_BANDS} age bands are supported")
+        if len(set(bands)) != len(bands):
+            raise At("age_bands", bands, "age band names must be distinct")
+        for seg_name, seg in self.segments.items():
+            for band in seg.age_shares:
+                if band not in bands:
+                    raise At(
+                        f"segments.{seg_name}.age_shares.{band}", seg.age_shares[band], _unknown_band(band, bands)
+                    )
+            if seg.age_shares and not math.isclose(sum(seg.age_shares.values()), 1.0, abs_tol=1e-9):
+                raise At(
+                    f"segments.{seg_name}.age_shares",
+                    dict(seg.age_shares),
+                    f"age shares must sum to 1, they sum to {sum(seg.age_shares.values()):.6g}",
+                )
+        if (self.calendar.weekday or self.calendar.events) and self.start_date is None:
+            raise At("start_date", None, "a calendar needs the scenario's start_date (e.g. start_date = 2026-01-05)")
+        for i, ev in enumerate(self.calendar.events):
+            if ev.end < ev.start:
+                raise At(f"calendar.events.{i}.end", str(ev.end), "an event cannot end before it starts")
         n_commission = 0
         for name, ch in self.channels.items():
+            for band in ch.band_affinity:
+                if band not in bands:
+                    raise At(f"channels.{name}.band_affinity.{band}", ch.band_affinity[band], _unknown_band(band, bands))
+            aud = getattr(ch, "audience", None)
+            if isinstance(aud, Audience):
+                for band in aud.age_bands or ():
+                    if band not in bands:
+                        raise At(f"channels.{name}.audience.age_bands", band, _unknown_band(band, bands))
+                if ch.pricing == "per_send" and aud.permission is False:
+                    raise At(f"channels.{name}.audience.permission", False, "email reaches only people who gave permission")
+                if aud.within_days is not None and aud.after_days is not None and aud.after_days > aud.within_days:
+                    raise At(f"channels.{name}.audience", None, "after_days is more than within_days: nobody is in it")
+            if ch.pricing == "commission":
+                for key, p in ch.pushes.items():
+                    if _parse_push(key)[0] < STAGE_ID["advocate"]:
+                        raise At(
+                            f"channels.{name}.pushes.{key}",
+                            p,
+                            "a referral programme pays per referred sale and reaches no one by itself; it can only "
+                            "move advocates on to promoters (word of mouth brings new people: see referrals.rates)",
+                        )
             if name in RESERVED_CAUSES:
                 raise At(f"channels.{name}", None, f"{name!r} is a reserved cause name; rename the channel")
             for seg in ch.affinity:
@@ -346,6 +612,110 @@ class Scenario(Strict):
     def cause_names(self) -> tuple[str, ...]:
         return (*RESERVED_CAUSES, *self.channels)
 
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(self.age_bands) or ("all",)
+
+
+def _unknown_band(band: str, bands) -> str:
+    if not bands:
+        return f"unknown age band {band!r}; the scenario declares no age_bands"
+    return f"unknown age band {band!r}; age bands are {', '.join(bands)}"
+
+
+# --------------------------------------------------------------------------- upgrading
+
+#: keys a format-1 document cannot have (they came with format 2)
+_FORMAT2_TOP = ("start_date", "age_bands", "shop", "calendar")
+_FORMAT2_CHANNEL = (
+    "band_affinity", "ctr", "aware_per_impression", "landing_rate", "open_rate", "click_rate",
+    "unsubscribe_rate", "max_per_week",
+)
+
+
+def upgrade(raw: dict, source: str | None = None) -> dict:
+    """A scenario document in the current format (the pyhf way: documents are upgraded,
+    the model only reads the newest format).
+
+    Format 1 -> 2: format 2 is format 1 plus new, optional keys, so a format-1 document
+    means the same as format 2. One thing changed meaning: a commission (referral)
+    programme can no longer push people before ``advocate`` (it "acquired" people for
+    nothing); such a push becomes an organic advance of the same daily chance,
+    combined as independent chances with any organic advance already there, which is
+    the same hazard the format-1 model used. Returns a new dict; ``raw`` is untouched.
+    """
+    if not isinstance(raw, dict) or raw.get("format") != 1:
+        return raw
+    out = copy.deepcopy(raw)
+    for key in _FORMAT2_TOP:
+        if key in out:
+            raise ScenarioError("unknown key (not part of scenario format 1; write format = 2 to use it)", key, out[key], source)
+    for name, ch in (out.get("channels") or {}).items():
+        if not isinstance(ch, dict):
+            continue
+        for key in _FORMAT2_CHANNEL:
+            if key in ch:
+                raise ScenarioError(
+                    "unknown key (not part of scenario format 1; write format = 2 to use it)",
+                    f"channels.{name}.{key}", ch[key], source,
+                )
+        if isinstance(ch.get("audience"), dict):
+            raise ScenarioError(
+                "an audience table is not part of scenario format 1; write format = 2 to use it",
+                f"channels.{name}.audience", None, source,
+            )
+        if ch.get("pricing") == "commission" and isinstance(ch.get("pushes"), dict):
+            for key in list(ch["pushes"]):
+                try:
+                    frm = _parse_push(key)[0]
+                except ValueError:
+                    continue  # validation reports it
+                p = ch["pushes"][key]
+                if frm < STAGE_ID["advocate"] and isinstance(p, (int, float)) and not isinstance(p, bool):
+                    organic = out.setdefault("organic", {})
+                    adv = organic.setdefault("advance", {})
+                    stage = STAGES[frm]
+                    before = adv.get(stage, 0.0)
+                    if isinstance(before, (int, float)):
+                        adv[stage] = 1.0 - (1.0 - float(before)) * (1.0 - float(p))
+                        del ch["pushes"][key]
+    out["format"] = 2
+    return out
+
+
+def upgrade_file(path, text: str) -> str:
+    """The text of a scenario file in the current format, comments kept.
+
+    The file is validated first (an invalid file is refused with its error). A format-1
+    file whose meaning the upgrade keeps as it is gets its ``format = 1`` line
+    rewritten; one whose upgrade moves a value (a referral programme's push before
+    ``advocate``) is refused, naming the key to edit by hand."""
+    import re
+    import tomllib
+
+    source = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"malformed TOML: {exc}", source=source) from None
+    validate_scenario(copy.deepcopy(raw), source=source)
+    if raw.get("format") == FORMAT:
+        return text
+    up = upgrade(raw, source)
+    if {k: v for k, v in up.items() if k != "format"} != {k: v for k, v in raw.items() if k != "format"}:
+        for name, ch in (raw.get("channels") or {}).items():
+            if ch.get("pricing") == "commission" and ch.get("pushes") != up["channels"][name].get("pushes"):
+                raise ScenarioError(
+                    "a referral programme can no longer push people before advocate in format 2; move the push "
+                    "to organic.advance by hand (format 2 still reads this file as it is)",
+                    f"channels.{name}.pushes",
+                    source=source,
+                )
+    new, n = re.subn(r"(?m)^(\s*format\s*=\s*)1(\s*(#.*)?)$", r"\g<1>2\2", text, count=1)
+    if n != 1:
+        raise ScenarioError("cannot find the line 'format = 1' to rewrite", "format", source=source)
+    return new
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -359,7 +729,9 @@ def default_scenario_path() -> Path:
 
 
 def validate_scenario(raw: dict, source: str | None = None) -> Scenario:
-    """Validate plain data (as read from TOML) into a :class:`Scenario`."""
+    """Validate plain data (as read from TOML) into a :class:`Scenario`; a format-1
+    document is upgraded first (:func:`upgrade`)."""
+    raw = upgrade(raw, source)
     return validate(Scenario, raw, kind="scenario", source=source, format=FORMAT, labels={"pricing": "pricing model"})
 
 
@@ -405,5 +777,7 @@ __all__ = [
     "load_scenario",
     "read_toml",
     "scenario_from_json",
+    "upgrade",
+    "upgrade_file",
     "validate_scenario",
 ]

@@ -38,5 +38,15 @@ REPEAT_STAGES = (ASCENDED, ADVOCATE, PROMOTER)
 CAUSE_ORGANIC = 0
 CAUSE_REFERRAL = 1
 
+#: The classic funnel (AIDA, seed 000) and Arthur D. Little's four phases (seed 001):
+#: what each stage rolls up to, for tables a dashboard groups by.
+AIDA_PHASE = (
+    "none", "awareness", "interest", "desire", "action", "action", "action", "action", "action", "lapsed",
+)
+ADL_PHASE = (
+    "preparation", "communication", "communication", "communication", "exchange",
+    "after-sale", "after-sale", "after-sale", "after-sale", "after-sale",
+)
+
 #: Offer ids: lead magnet, entry-point offer, core offer, then upsells in file order.
 OFFER_LEAD_MAGNET, OFFER_ENTRY, OFFER_CORE = 0, 1, 2

@@ -102,8 +102,8 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
     sx_of = lay.sx_of.tolist()
     assert_same_state(e, people, track)
     for d in range(1, cm.days + 1):
-        reach = channel_reach(cm, e.counts, e.stock, cm.budget[d])
-        t = day_tables(cm, e.counts, reach)
+        reach = channel_reach(cm, e.counts, e.stock, cm.budget[d], e.cells)
+        t = day_tables(cm, e.counts, reach, d)
         gaps_before = e.history.gaps.copy()
         flows, buys, referred, unsubs, gaps = naive.day(
             people,

@@ -48,7 +48,7 @@ def test_missing_file():
 
 def test_default_scenario_is_valid_and_frozen():
     sc = cvj.load_scenario()
-    assert sc.format == 1 and sc.market.customers == 1_000_000
+    assert sc.format == 2 and sc.market.customers == 1_000_000
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         sc.name = "other"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from cvj.errors import OutputError
 from cvj.report import charts
 from cvj.report.page import render, script_json
 from cvj.study import compare, load_study
+from tests.stat_checks import CLASSIC
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "scenarios" / "default.toml"
@@ -51,7 +53,7 @@ marketer = {{ policy = "shift", review_days = 5 }}
 
 
 def _run(tmp, name, customers_table, replications=1, overrides=None):
-    sc = cvj.load_scenario(None, {"market.customers": 20_000, "market.days": 120, **(overrides or {})})
+    sc = cvj.load_scenario(CLASSIC, {"market.customers": 20_000, "market.days": 120, **(overrides or {})})
     return cvj.run(sc, replications=replications, customers_table=customers_table).write(tmp / name)
 
 
@@ -277,15 +279,35 @@ def test_retention_is_a_survival_curve_of_each_cohort(run_dir, run_report):
         assert all(a >= b for a, b in itertools.pairwise(curve))
 
 
-def test_second_orders_are_the_ascensions_after_a_first_order(run_dir, run_report):
-    cust = pq.read_table(run_dir / "customers", columns=["day_converted", "day_ascended"])
+def test_second_orders_come_from_the_orders_table(run_dir, run_report):
+    """Every customer with two or more orders made exactly one second order, and every
+    customer with an order made one first order (the customers table counts orders)."""
+    cust = pq.read_table(run_dir / "customers", columns=["orders", "day_converted", "last_order_day"])
+    orders = cust["orders"].to_numpy()
+    p = panel(run_report, "second_order")
+    assert pc.sum(p.data["orders"]).as_py() == (orders >= 2).sum()
+    assert f"from {(orders >= 1).sum():,} first-time buyers" in p.spec["title"]["subtitle"]
+    # customers with exactly two orders: their gap is last order - first (= conversion) day
+    two = orders == 2
+    gaps = cust["last_order_day"].to_numpy(zero_copy_only=False)[two] - cust["day_converted"].to_numpy(zero_copy_only=False)[two]
+    week = {r["week"]: r["orders"] for r in p.data.to_pylist()}
+    for w, n in zip(*np.unique(gaps // 7, return_counts=True)):
+        assert week.get(int(w), 0) >= n  # their second orders are among those drawn in that week
+
+
+def test_second_orders_without_an_orders_table_use_ascension(run_dir, tmp_path):
+    """An output without the orders table (an earlier cvj) takes ascension after conversion."""
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns("orders", "report"))
+    d = charts_data(old)
+    assert d.order_gaps is None
+    p = charts.second_order(d)
+    cust = pq.read_table(old / "customers", columns=["day_converted", "day_ascended"])
     conv = cust["day_converted"].to_numpy(zero_copy_only=False)
     asc = cust["day_ascended"].to_numpy(zero_copy_only=False)
-    p = panel(run_report, "second_order")
-    assert pc.sum(p.data["customers"]).as_py() == np.isfinite(asc).sum()
-    gaps = (asc - conv)[np.isfinite(asc)]
-    assert (gaps > 0).all()
-    assert f"of {np.isfinite(conv).sum():,} buyers" in p.spec["title"]["subtitle"]
+    assert pc.sum(p.data["orders"]).as_py() == np.isfinite(asc).sum()
+    assert f"from {np.isfinite(conv).sum():,} first-time buyers" in p.spec["title"]["subtitle"]
+    assert "no orders table" in p.notes[0]
 
 
 def test_a_run_without_customers_table_says_what_is_missing(tmp_path):
@@ -293,6 +315,7 @@ def test_a_run_without_customers_table_says_what_is_missing(tmp_path):
     rep = cvj.report.build(d)
     last = rep.panels[-1]
     assert last.spec is None and "--customers-table" in last.notes[0]
+    assert "second_order" in [p.id for p in rep.charts]  # from the orders table, which every run writes
     assert "2 replications" in rep.facts
     (s0, s1) = rows(d / "summary")
     profit = next(t for t in rep.tiles if t["kpi"] == "profit")

@@ -785,14 +785,13 @@ def retention(d: RunData) -> Panel:
     )
     notes = [
         "Retention here is the share of a cohort's buyers who have not lapsed (left the journey) that many days "
-        "after their first order; the customers table has no dates of later orders, so retention as "
-        '"still buying" cannot be computed from it.',
+        "after their first order, whether or not they ordered again (the time to the second order is below).",
         "A cell appears only when every buyer it counts was observed that long (the triangle is the horizon).",
     ]
-    if float(d.scenario.get("organic", {}).get("reactivation", 0.0)) > 0:
+    if any(m["from_stage"] == "lapsed" and m["customers"] > 0 for m in d.moves.to_pylist()):
         notes.append(
-            "This scenario reactivates lapsed customers; the customers table keeps only the last lapse, so a buyer "
-            "who lapsed, came back and lapsed again counts as lost from the last lapse."
+            "Lapsed customers came back in this run (reactivation or a win-back campaign); the customers table keeps "
+            "only the last lapse, so a buyer who lapsed, came back and lapsed again counts as lost from the last lapse."
         )
     return Panel(
         "retention",
@@ -808,68 +807,90 @@ def retention(d: RunData) -> Panel:
     )
 
 
+def second_order_rows(d: RunData) -> tuple[list[dict], float, float, str]:
+    """Second orders by days since the first: (gap, orders, capped) rows, how many
+    ordered a second time, out of how many first-time buyers, and where the numbers
+    come from. The orders table (every order's gap to the customer's previous one) is
+    preferred; a customers table without it gives the days from ascension back to
+    conversion."""
+    if d.order_gaps is not None:
+        rows = [{"gap": r["gap"], "orders": r["orders"], "capped": r["capped"]} for r in d.order_gaps.to_pylist()]
+        return rows, sum(r["orders"] for r in rows), d.first_orders or 0.0, "orders"
+    raw = d.second_orders.to_pylist()
+    rows = [{"gap": r["gap"], "orders": r["customers"], "capped": False} for r in raw if r["gap"] is not None]
+    return rows, sum(r["orders"] for r in rows), sum(r["customers"] for r in raw), "customers"
+
+
 def second_order(d: RunData) -> Panel:
-    rows = d.second_orders.to_pylist()
-    buyers = sum(r["customers"] for r in rows)
-    again = [r for r in rows if r["gap"] is not None]
-    n_again = sum(r["customers"] for r in again)
+    rows, again, buyers, origin = second_order_rows(d)
     weeks: dict[int, float] = {}
-    for r in again:
-        weeks[r["gap"] // 7] = weeks.get(r["gap"] // 7, 0.0) + r["customers"]
+    for r in rows:
+        weeks[r["gap"] // 7] = weeks.get(r["gap"] // 7, 0.0) + r["orders"]
     data = _table(
-        [{"week": w, "from_day": 7 * w, "to_day": 7 * w + 6, "customers": n} for w, n in sorted(weeks.items())],
-        {"week": pa.int32(), "from_day": pa.int32(), "to_day": pa.int32(), "customers": pa.float64()},
+        [{"week": w, "from_day": 7 * w, "to_day": 7 * w + 7, "orders": n} for w, n in sorted(weeks.items())],
+        {"week": pa.int32(), "from_day": pa.int32(), "to_day": pa.int32(), "orders": pa.float64()},
     )
-    median = None
-    if n_again:
-        acc = 0.0
-        for r in again:
-            acc += r["customers"]
-            if acc >= n_again / 2:
-                median = r["gap"]
-                break
+    median, acc = None, 0.0
+    for r in sorted(rows, key=lambda r: r["gap"]):
+        acc += r["orders"]
+        if median is None and acc >= again / 2:
+            median = r["gap"]
     chart = (
         alt.Chart(data)
         .mark_bar(color="#3b6ea8")
         .encode(
             x=alt.X("from_day:Q", bin=alt.Bin(binned=True, step=7), title="days from the first order to the second"),
             x2="to_day:Q",
-            y=alt.Y("customers:Q", title="buyers", axis=alt.Axis(format=fmt.AXIS_COUNT)),
+            y=alt.Y("orders:Q", title="second orders", axis=alt.Axis(format=fmt.AXIS_COUNT)),
             tooltip=[
                 alt.Tooltip("from_day:Q", title="from day"),
-                alt.Tooltip("to_day:Q", title="to day"),
-                alt.Tooltip("customers:Q", format=fmt.AXIS_COUNT, title="buyers"),
+                alt.Tooltip("to_day:Q", title="to (not incl.)"),
+                alt.Tooltip("orders:Q", format=fmt.AXIS_COUNT, title="second orders"),
             ],
         )
         .properties(width=WIDTH, height=HEIGHT - 60)
     )
+    share = fmt.share(again / buyers if buyers else None)
     sub = (
-        f"{fmt.count(n_again)} of {fmt.count(buyers)} buyers ({fmt.share(n_again / buyers if buyers else None)}) "
-        f"ordered again within the run; median {median if median is not None else '-'} days"
+        f"{fmt.count(again)} second orders from {fmt.count(buyers)} first-time buyers ({share}) within the run; "
+        f"median {median if median is not None else '-'} days"
     )
-    notes = [
-        "The first order is the entry-point offer (subscribed → converted); the second is the core offer, bought "
-        "on ascension (excited → ascended), since nobody skips a stage. Buyers who converted late had little time "
-        "to order again, so the share is a floor.",
-    ]
+    if origin == "orders":
+        notes = [
+            "From the run's orders table: the days between a customer's first and second order. The first order is "
+            "normally the entry-point offer and the second the core offer, bought on ascension; a customer who "
+            "lapsed and converted again counts that entry offer as a later order.",
+        ]
+        capped = [r for r in rows if r["capped"]]
+        if capped:
+            cap = capped[0]["gap"]
+            notes.append(f"{fmt.count(sum(r['orders'] for r in capped))} gaps of {cap} days or more are drawn at {cap}.")
+    else:
+        notes = [
+            "This run has no orders table: the second order is taken as the core offer bought on ascension "
+            "(excited → ascended) after the entry-point offer (subscribed → converted), from the customers table; "
+            "nobody skips a stage.",
+        ]
+    notes.append("Buyers who first ordered late had little time to order again, so the share is a floor.")
     return Panel(
         "second_order",
         "Time to the second order",
-        "How long after the entry offer do buyers come back for the core offer?",
+        "How long after the first order do buyers come back?",
         _finish(chart, "Time to the second order", sub),
         data,
         notes,
     )
 
 
-def no_customers_table() -> Panel:
+def no_customers_table(second_orders_shown: bool) -> Panel:
+    what = "Cohort retention" if second_orders_shown else "Cohort retention and time to the second order"
     return Panel(
         "customers",
-        "Cohort retention and time to the second order",
-        "Do buyers stay, and how soon do they order again?",
+        what,
+        "Do buyers stay in the journey" + ("?" if second_orders_shown else ", and how soon do they order again?"),
         notes=[
-            "This run has no customers table, which these charts need (the day each customer first ordered, "
-            "ascended and lapsed). Run again with --customers-table to see them."
+            f"This run has no customers table, which {what.lower()} needs (the day each customer first ordered, "
+            "and the day of the lapse). Run again with --customers-table to see it."
         ],
     )
 
@@ -878,9 +899,12 @@ def run_panels(d: RunData) -> list[Panel]:
     """Every panel of a run report, in page order."""
     panels = [front_back(d), stages(d), funnel(d), flow(d), profit_curve(d), spend(d), cac_roas(d), channel_efficiency(d)]
     if d.cohorts is not None:
-        panels += [retention(d), second_order(d)]
-    else:
-        panels.append(no_customers_table())
+        panels.append(retention(d))
+    has_orders = d.order_gaps is not None or d.second_orders is not None
+    if has_orders:
+        panels.append(second_order(d))
+    if d.cohorts is None:
+        panels.append(no_customers_table(has_orders))
     return panels
 
 

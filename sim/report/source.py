@@ -149,6 +149,9 @@ class RunData:
     channels: list[str]
     cohorts: pa.Table | None = None  # cohort, day_converted, lapse_after, customers
     second_orders: pa.Table | None = None  # gap (null: no second order), customers
+    #: from the orders table (format 2): second orders by days since the first order
+    order_gaps: pa.Table | None = None  # gap, capped, orders
+    first_orders: float | None = None  # orders with no earlier order (first-time buyers)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -159,7 +162,7 @@ class RunData:
 def read_run(out: Output) -> RunData:
     """Aggregate a run directory (see :class:`RunData`)."""
     con = _connect()
-    f = {t: out.files(t) for t in (*RUN_TABLES, "customers")}
+    f = {t: out.files(t) for t in (*RUN_TABLES, "customers", "orders")}
     meta = _meta(f["summary"][0])
     try:
         scenario = json.loads(meta["cvj.scenario"])
@@ -263,7 +266,31 @@ def read_run(out: Output) -> RunData:
     )
     if f["customers"]:
         _read_customers(con, f["customers"], data)
+    if f["orders"]:
+        _read_orders(con, f["orders"], f["finance"], data)
     return data
+
+
+def _read_orders(con, files: list[str], finance: list[str], data: RunData) -> None:
+    """Second orders by days since the first (the orders table counts every order after
+    a customer's first by its number and its gap), and the first orders: every order
+    (units of every offer but the lead magnet, which is free and not an order) less
+    those with a gap."""
+    R = data.replications
+    data.order_gaps = _q(
+        con,
+        """select days_since_previous as gap, days_or_more as capped, sum(orders)::double / $R as orders
+           from read_parquet($f) where order_number = 2 group by all order by gap""",
+        f=files,
+        R=R,
+    )
+    lead = "lead_magnet"  # its item in finance: cvj.scenario.Scenario.offer_names[OFFER_LEAD_MAGNET]
+    (total,) = con.sql(
+        "select sum(units) / $R from read_parquet($f) where kind = 'offer' and item::varchar <> $lead",
+        params={"f": finance, "R": R, "lead": lead},
+    ).fetchall()[0]
+    (later,) = con.sql("select sum(orders)::double / $R from read_parquet($f)", params={"f": files, "R": R}).fetchall()[0]
+    data.first_orders = float(total or 0.0) - float(later or 0.0)
 
 
 def _prices(scenario: dict) -> tuple[float, float]:

@@ -839,9 +839,15 @@ def second_order(d: RunData) -> Panel:
         alt.Chart(data)
         .mark_bar(color="#3b6ea8")
         .encode(
-            x=alt.X("from_day:Q", bin=alt.Bin(binned=True, step=7), title="days from the first order to the second"),
+            x=alt.X(
+                "from_day:Q",
+                bin=alt.Bin(binned=True, step=7),
+                scale=alt.Scale(zero=True),
+                title="days from the first order to the second",
+            ),
             x2="to_day:Q",
-            y=alt.Y("orders:Q", title="second orders", axis=alt.Axis(format=fmt.AXIS_COUNT)),
+            # significant digits, not whole numbers: with few orders a tick at 0.5 must not read "1"
+            y=alt.Y("orders:Q", title="second orders", axis=alt.Axis(format=fmt.AXIS_RATIO)),
             tooltip=[
                 alt.Tooltip("from_day:Q", title="from day"),
                 alt.Tooltip("to_day:Q", title="to (not incl.)"),

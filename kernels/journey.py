@@ -16,7 +16,8 @@ Only ``@njit`` functions over arrays live here. Per-customer state (15 bytes):
 
 and, only when a customers table is asked for, ``reached`` (uint16, 9 per customer):
 the first day each stage aware..promoter was reached and the last day of lapsing
-(0xFFFF: never).
+(0xFFFF: never), and ``reached_by`` (uint8, 8 per customer): the cause of that first
+move into each stage aware..promoter (255: never), the customer's touch path.
 
 Memory enters through one more small index: the column is the bucket of days since
 the last activity in the customer's (stage, order class) slot,
@@ -128,6 +129,7 @@ def advance_day(
     converted,
     revenue,
     reached,
+    reached_by,
     track,
     key,
     day,
@@ -249,6 +251,7 @@ def advance_day(
                     sx[i] = sx_of[new, orders[i]]
                     if track and reached[i, new - 1] == NEVER:
                         reached[i, new - 1] = day
+                        reached_by[i, new - 1] = k
                 elif u < pl:
                     flows[ci, fb, s, n_causes] += 1
                     stage[i] = _LAPSED

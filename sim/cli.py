@@ -229,12 +229,11 @@ def _print_summary(rows: list[dict], currency: str) -> None:
 
 
 def _print_funnel(channels, currency: str) -> None:
-    """The channel figures a dashboard shows (per replication, on average)."""
+    """The channel figures their dashboards show (per replication, on average): one
+    table for bought media and sessions, one for email."""
     from .results import channel_funnel
 
     rows = [r for r in channel_funnel(channels) if r["spend"] or r["moves"]]
-    if not rows:
-        return
 
     def pct(v, digits=2):
         return "-" if v is None else f"{100 * v:.{digits}f}%"
@@ -242,28 +241,28 @@ def _print_funnel(channels, currency: str) -> None:
     def num(v):
         return "-" if not v else f"{v:,.0f}"
 
-    t = Table(title="Channels: what their dashboards show", title_justify="left")
-    for col in ("channel", "spend", "impressions", "CPM", "clicks", "CTR", "CPC", "sessions", "sends", "open",
-                "click", "unsub", "moves", "moves/session"):
-        t.add_column(col, justify="left" if col == "channel" else "right")
-    for r in rows:
-        t.add_row(
-            r["channel"],
-            f"{r['spend']:,.0f} {currency}",
-            num(r["impressions"]),
-            _fmt(r["cpm"]),
-            num(r["clicks"]),
-            pct(r["ctr"]),
-            _fmt(r["cpc"]),
-            num(r["sessions"]),
-            num(r["sends"]),
-            pct(r["open_rate"], 1),
-            pct(r["click_rate"]),
-            pct(r["unsubscribe_rate"]),
-            num(r["moves"]),
-            pct(r["moves_per_session"], 1),
-        )
-    out.print(t)
+    media = [r for r in rows if not r["sends"]]
+    mail = [r for r in rows if r["sends"]]
+    if media:
+        t = Table(title=f"Channels: media and sessions (spend in {currency})", title_justify="left")
+        for col in ("channel", "spend", "impressions", "CPM", "clicks", "CTR", "CPC", "sessions", "moves"):
+            t.add_column(col, justify="left" if col == "channel" else "right")
+        for r in media:
+            t.add_row(
+                r["channel"], f"{r['spend']:,.0f}", num(r["impressions"]), _fmt(r["cpm"]), num(r["clicks"]),
+                pct(r["ctr"]), _fmt(r["cpc"]), num(r["sessions"]), num(r["moves"]),
+            )
+        out.print(t)
+    if mail:
+        t = Table(title=f"Channels: email (spend in {currency})", title_justify="left")
+        for col in ("channel", "spend", "sends", "open", "click", "unsub", "sessions", "moves"):
+            t.add_column(col, justify="left" if col == "channel" else "right")
+        for r in mail:
+            t.add_row(
+                r["channel"], f"{r['spend']:,.0f}", num(r["sends"]), pct(r["open_rate"], 1),
+                pct(r["click_rate"]), pct(r["unsubscribe_rate"]), num(r["sessions"]), num(r["moves"]),
+            )
+        out.print(t)
 
 
 def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:

@@ -27,9 +27,9 @@ FUNNEL = ("audience", "impressions", "clicks", "sessions", "sends", "opens", "un
 #: row, clock and last order (2 each), revenue (4)
 STATE_BYTES = 15
 #: extra bytes per customer and replication for the customers table: 9 uint16 days (18)
-#: + the Arrow columns built from them (64); the memory check, ``cvj run --help`` and
-#: :func:`cvj.run` all use this one figure
-CUSTOMERS_TABLE_BYTES = 18 + 64
+#: and 8 uint8 causes (8) + the Arrow columns built from them and the state (96); the
+#: memory check, ``cvj run --help`` and :func:`cvj.run` all use this one figure
+CUSTOMERS_TABLE_BYTES = 18 + 8 + 96
 
 
 def available_memory() -> int:
@@ -137,6 +137,7 @@ class Engine:
         self.converted = np.empty(N, np.uint8)
         self.revenue = np.empty(N, np.float32)
         self.reached = np.empty((N if self.track else 0, 9), np.uint16)
+        self.reached_by = np.full((N if self.track else 0, 8), 255, np.uint8)
         kernels.init_customers(
             self.stage,
             self.row,
@@ -262,6 +263,7 @@ class Engine:
             self.converted,
             self.revenue,
             self.reached,
+            self.reached_by,
             self.track,
             self.key,
             d,

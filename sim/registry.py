@@ -157,9 +157,11 @@ RUN_TABLES = (
 )
 #: the tables of one run of a study (one partition each, ``variant=V/replication=R``)
 STUDY_RUN_TABLES = (
-    TableInfo("daily_stages", "day, segment, stage"),
-    TableInfo("transitions", "day, segment, from_stage, to_stage, cause"),
+    TableInfo("daily_stages", "day, segment, age_band, stage"),
+    TableInfo("transitions", "day, segment, age_band, from_stage, to_stage, cause"),
     TableInfo("finance", "day, item"),
+    TableInfo("channels", "day, channel"),
+    TableInfo("orders", "order_number, days_since_previous"),
     TableInfo("kpis_daily", "day"),
     TableInfo("summary", "run"),
     TableInfo("budget_moves", "move of the marketer", MOVE_SCHEMA),

@@ -201,6 +201,13 @@ def customers(cm: Compiled, e: Engine, replication: int) -> pa.Table:
         col = e.reached[:, j]
         cols[name] = pa.array(col.astype(np.int32), mask=(col == never))
     causes = list(cm.cause_names)
+    # the touch path: the cause of the first move into each stage
+    for j, stage in enumerate(STAGES[1 : PROMOTER + 1]):
+        arr = e.reached_by[:, j]
+        cols[f"by_{stage}"] = pa.DictionaryArray.from_arrays(
+            pa.array(np.where(arr == 255, 0, arr).astype(np.int16), type=pa.int16(), mask=(arr == 255)),
+            pa.array(causes, pa.string()),
+        )
     for name, arr in (("acquired_by", e.acquired), ("converted_by", e.converted)):
         idx = np.where(arr == 255, 0, arr).astype(np.int16)
         cols[name] = pa.DictionaryArray.from_arrays(
@@ -253,8 +260,10 @@ def channel_funnel(channels_table: pa.Table) -> list[dict]:
     unsubscribe rates per send, and moves per session."""
     t = channels_table
     reps = max(1, len(set(t.column("replication").to_pylist())))
-    names = t.column("channel").dictionary.to_pylist() if t.num_rows else []
-    idx = np.asarray(t.column("channel").indices) if t.num_rows else np.zeros(0, int)
+    labels = t.column("channel").cast(pa.string()).to_pylist()
+    names = list(dict.fromkeys(labels))  # the channels in the table's order
+    where = {name: c for c, name in enumerate(names)}
+    idx = np.array([where[x] for x in labels], dtype=np.int64)
     cols = ("spend", "impressions", "clicks", "sessions", "sends", "opens", "unsubscribes", "moves")
     tot = {k: np.bincount(idx, weights=np.asarray(t.column(k), np.float64), minlength=len(names)) / reps for k in cols}
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the bundled scenario every test study varies
-DEFAULT_SCENARIO = ROOT / "scenarios" / "default.toml"
+#: the scenario every test study varies: the handbag shop in format 1, whose economics
+#: at small sizes the study tests were written for (the format-2 default is a slower
+#: funnel: few people buy within a short horizon at a small market)
+DEFAULT_SCENARIO = ROOT / "scenarios" / "handbag_shop_format1.toml"
 
 
 def two_variant_study(name: str, *, replications: int, days: int, customers: int, kpis: list[str], channels=None) -> str:

@@ -35,7 +35,7 @@ def unit(bits):
 class Customer:
     __slots__ = (
         "stage", "segment", "level", "band", "permission", "orders", "clock", "last_order",
-        "acquired", "converted", "revenue", "reached",
+        "acquired", "converted", "revenue", "reached", "reached_by",
     )
 
 
@@ -65,6 +65,7 @@ def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None):
         c.acquired = c.converted = 255
         c.revenue = 0.0
         c.reached = [NEVER] * 9 if track else None
+        c.reached_by = [255] * 8 if track else None
         if track and s == 9:
             c.reached[8] = 0
         elif track and s > 0:
@@ -131,6 +132,7 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
                     order(c)
             if c.reached is not None and c.reached[new - 1] == NEVER:
                 c.reached[new - 1] = d
+                c.reached_by[new - 1] = k
         elif u < cut_lapse[row][col]:
             bump(flows, (fb, s, n_causes))
             c.stage = 9

@@ -15,6 +15,7 @@ from cvj.model import MAX_DWELL
 from cvj.model import channel_reach, compile_scenario, day_tables
 
 from . import naive
+from .stat_checks import CLASSIC
 from .test_invariants import scenarios as random_scenarios
 
 FULL = {
@@ -47,7 +48,7 @@ def chunk_edge_overrides() -> dict:
     b2c, b2b = kernels.CHUNK - 1, 2
     return {
         "market.customers": n,
-        "market.days": 4,
+        "market.days": 12,
         "market.seed": 5,
         "market.initial_stages": {"unaware": 0.6, "aware": 0.2, "subscribed": 0.1, "ascended": 0.1},
         "segments.B2C.share": b2c / n,
@@ -58,7 +59,7 @@ def chunk_edge_overrides() -> dict:
 
 def scenarios():
     yield "default-small", cvj.load_scenario(None, {"market.customers": 3000, "market.days": 25})
-    yield "all-mechanisms", cvj.load_scenario(None, FULL)
+    yield "all-mechanisms", cvj.load_scenario(CLASSIC, FULL)
     yield "above-one-chunk", cvj.load_scenario(None, chunk_edge_overrides())
 
 
@@ -161,6 +162,7 @@ def assert_same_state(e, people, track):
     np.testing.assert_array_equal(e.revenue, np.array([c.revenue for c in people], np.float32))
     if track:
         np.testing.assert_array_equal(e.reached, [c.reached for c in people])
+        np.testing.assert_array_equal(e.reached_by, [c.reached_by for c in people])
 
 
 def test_rng_matches_twin():

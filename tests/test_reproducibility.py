@@ -24,7 +24,13 @@ from tests.stat_checks import NO_JIT
 
 CUSTOMERS = 40_000 if NO_JIT else 100_000
 DAYS = 8 if NO_JIT else 30
-OVERRIDES = {"market.customers": CUSTOMERS, "market.days": DAYS}
+# the format-2 default (per-customer memory, audiences, funnel channels), started with
+# some buyers so that repeat orders (and their gaps) happen within the horizon
+OVERRIDES = {
+    "market.customers": CUSTOMERS,
+    "market.days": DAYS,
+    "market.initial_stages": {"unaware": 0.85, "aware": 0.04, "engaged": 0.03, "subscribed": 0.03, "ascended": 0.05},
+}
 REPLICATIONS = [0, 3]
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,8 +29,10 @@ def result(small):
 
 def test_tables_and_columns(result):
     t = result.tables
-    assert set(t) == {"daily_stages", "transitions", "finance", "summary", "customers"}
-    assert t["daily_stages"].column_names == ["replication", "day", "segment", "stage", "customers"]
+    assert set(t) == {"daily_stages", "transitions", "finance", "channels", "orders", "summary", "customers"}
+    assert t["daily_stages"].column_names == [
+        "replication", "day", "segment", "age_band", "stage", "aida_phase", "adl_phase", "customers",
+    ]
     assert t["transitions"].column_names[-4:] == ["from_stage", "to_stage", "cause", "customers"]
     assert {"day", "item", "kind", "spend", "revenue", "cost", "units"} <= set(t["finance"].column_names)
     assert t["summary"].num_rows == 2

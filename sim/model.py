@@ -183,9 +183,10 @@ ORDER_SLOTS = 256  # orders so far, as stored (uint8)
 class Layout:
     """The day tables' columns. A customer's *slot* is its (stage, order class); each
     slot's days since the last activity fall into buckets; a column is one (slot,
-    bucket). ``colf[sx_of[s, orders] * (MAX_DWELL + 1) + min(d, MAX_DWELL)]`` is the
-    column of a customer in stage ``s`` with ``orders`` orders, ``d`` days after its
-    last activity (a stage move or an order)."""
+    bucket). ``d``, the days since the last activity (a stage move or an order), is 0
+    on the first day after it, so on day ``t`` a customer whose clock is ``c`` has
+    ``d = t - c - 1`` and its column is ``colf[slot * (MAX_DWELL + 1) + min(t - c,
+    MAX_DWELL)]``; ``d`` is capped at ``MAX_DWELL - 1`` = 510."""
 
     sx_of: np.ndarray  # uint8[10, ORDER_SLOTS] slot of (stage, orders so far)
     colf: np.ndarray  # int32[slots * (MAX_DWELL + 1)] column of (slot, days)
@@ -199,8 +200,8 @@ class Layout:
         return int(self.col_stage.shape[0])
 
     def column(self, stage: int, days: int, orders: int = 0) -> int:
-        """The column of one (stage, days since the last activity, orders so far)."""
-        return int(self.colf[int(self.sx_of[stage, orders]) * (MAX_DWELL + 1) + min(days, MAX_DWELL)])
+        """The column of one (stage, d = days since the last activity, orders so far)."""
+        return int(self.colf[int(self.sx_of[stage, orders]) * (MAX_DWELL + 1) + min(days + 1, MAX_DWELL)])
 
     @classmethod
     def build(cls, breaks: dict | None = None, order_classes: dict | None = None) -> Layout:
@@ -216,14 +217,17 @@ class Layout:
         stage_of, lo_of, hi_of, oc_of = [], [], [], []
         slot = 0
         for s in range(N_STAGES):
-            starts = [0, *sorted({int(b) for b in breaks.get(s, ()) if 0 < b <= MAX_DWELL})]
-            ends = [*(b - 1 for b in starts[1:]), MAX_DWELL]
+            starts = [0, *sorted({int(b) for b in breaks.get(s, ()) if 0 < b < MAX_DWELL})]
+            ends = [*(b - 1 for b in starts[1:]), MAX_DWELL - 1]
             k = int(order_classes.get(s, 1))
             for oc in range(k):
                 first = len(stage_of)
                 block = np.empty(L, np.int32)
+                # the kernel looks up day - clock, which is 1 on the first day after the
+                # activity: that is d = 0, "no full day has passed yet"
+                block[0] = first
                 for b, (lo, hi) in enumerate(zip(starts, ends)):
-                    block[lo : hi + 1] = first + b
+                    block[lo + 1 : hi + 2] = first + b
                     stage_of.append(s)
                     lo_of.append(lo)
                     hi_of.append(hi)

@@ -129,9 +129,10 @@ def validate(scenario: Path) -> None:
     sc = load_scenario(scenario)
     from .engine import check_memory
 
-    check_memory(sc.market.customers)
+    check_memory(sc.market.simulated)
+    sample = f" ({sc.market.simulated:,} simulated)" if sc.market.sample is not None else ""
     out.print(
-        f"ok: {scenario}: {sc.name!r}, {sc.market.customers:,} customers, {sc.market.days} days, "
+        f"ok: {scenario}: {sc.name!r}, {sc.market.customers:,} customers{sample}, {sc.market.days} days, "
         f"{len(sc.segments)} segments ({', '.join(sc.segments)}), "
         f"{len(sc.channels)} channels ({', '.join(sc.channels) or 'none'}), "
         f"{len(sc.offers.upsells)} upsells; sha256 {sc.sha256()[:12]}"
@@ -142,7 +143,8 @@ def validate(scenario: Path) -> None:
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(), help="Write Parquet tables to this directory.")
 @click.option("--seed", type=click.IntRange(min=0), help="Override market.seed.")
-@click.option("--customers", type=int, help="Override market.customers.")
+@click.option("--customers", type=int, help="Override market.customers (the market: changes the business).")
+@click.option("--sample", type=click.IntRange(min=1), help="Simulate this many of the market's customers (budgets and audiences scaled; KPIs for the whole market).")
 @click.option("--days", type=int, help="Override market.days.")
 @click.option("--replications", type=click.IntRange(min=1), default=1, show_default=True, help="Independent replications 0..N-1.")
 @click.option("--replication", "first", type=click.IntRange(min=0), default=0, show_default=True, help="Number of the first replication.")
@@ -155,7 +157,8 @@ def validate(scenario: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
-def run(scenario, out_dir, seed, customers, days, replications, first, threads, customers_table, force, quiet, make_report):
+def run(scenario, out_dir, seed, customers, sample, days, replications, first, threads, customers_table, force, quiet,
+        make_report):
     """Simulate SCENARIO (default: the bundled handbag shop) and print its KPIs."""
     from .engine import check_memory
     from .run import run as run_scenario
@@ -164,8 +167,8 @@ def run(scenario, out_dir, seed, customers, days, replications, first, threads, 
         _fail("--report needs --out (the report is written to DIR/report)")
 
     path = scenario if scenario is not None else default_scenario_path()
-    sc = load_scenario(path, _overrides(seed, customers, days))
-    check_memory(sc.market.customers, customers_table, replications=replications)
+    sc = load_scenario(path, {**_overrides(seed, customers, days), **({"market.sample": sample} if sample else {})})
+    check_memory(sc.market.simulated, customers_table, replications=replications)
     target = AtomicDir(out_dir, force=force) if out_dir is not None else None  # fail early, before simulating
     try:
         reps = range(first, first + replications)
@@ -186,7 +189,7 @@ def run(scenario, out_dir, seed, customers, days, replications, first, threads, 
     finally:
         if target is not None:
             target.abort()
-    cdays = len(reps) * sc.market.customers * sc.market.days
+    cdays = len(reps) * sc.market.simulated * sc.market.days
     _print_summary(res.summary.to_pylist(), sc.currency)
     _print_funnel(res.tables["channels"], sc.currency)
     where = f"; tables in {target.target}" if target is not None else ""
@@ -356,7 +359,7 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
     for item in study_report(res):
         page.print(item)
-    cdays = sum(v.scenario.market.customers * v.scenario.market.days for v in st.variants.values()) * st.replications
+    cdays = sum(v.scenario.market.simulated * v.scenario.market.days for v in st.variants.values()) * st.replications
     where = f"; tables in {res.out}" if res.out is not None else ""
     reused = f" ({res.reused} already in DIR, {res.computed} run now)" if res.reused else ""
     err.print(f"{total} runs{reused}, {cdays:,} customer-days in {wall:.1f} s{where}")

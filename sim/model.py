@@ -83,7 +83,8 @@ class Compiled:
     ``cols`` table columns (see :class:`Layout`)."""
 
     scenario: Scenario
-    customers: int
+    customers: int  # simulated
+    market: int  # the market the scenario describes (customers / market: the sample's scale)
     days: int
     seed: int
     segment_names: tuple
@@ -128,6 +129,11 @@ class Compiled:
     @property
     def n_segments(self) -> int:
         return len(self.segment_names)
+
+    @property
+    def scale(self) -> float:
+        """Simulated customers per customer of the market (1 without a sample)."""
+        return self.customers / self.market
 
     @property
     def n_bands(self) -> int:
@@ -251,7 +257,9 @@ class Layout:
 def compile_scenario(sc: Scenario) -> Compiled:
     """Resolve a validated scenario into read-only arrays."""
     m = sc.market
-    N, D = m.customers, m.days
+    N, D = m.simulated, m.days
+    # a sample of the market: the same business at a smaller size (docs/model.md)
+    f = N / m.customers
     segs = list(sc.segments.values())
     G = len(segs)
     sizes = segment_sizes(N, [s.share for s in segs])
@@ -349,11 +357,11 @@ def compile_scenario(sc: Scenario) -> Compiled:
         wd = [sc.calendar.weekday.get(w, 1.0) for w in WEEKDAYS]
         for d in range(1, D + 1):
             day = sc.start_date + timedelta(days=d - 1)
-            f = wd[day.weekday()]
+            lift = wd[day.weekday()]
             for ev in sc.calendar.events:
                 if ev.start <= day <= ev.end:
-                    f *= ev.lift
-            calendar[d] = f
+                    lift *= ev.lift
+            calendar[d] = lift
 
     C = len(sc.channels)
     pricing = np.zeros(C, dtype=np.int8)
@@ -410,26 +418,27 @@ def compile_scenario(sc: Scenario) -> Compiled:
             if ch.pricing == "per_send":
                 unsub[c] = ch.unsubscribe_rate
         if ch.pricing == "fixed":
-            base_budget[c] = ch.monthly_cost / DAYS_PER_MONTH
-            contacts[c] = ch.contacts_per_day
-            audience[c] = min(size or N, N)
+            base_budget[c] = f * ch.monthly_cost / DAYS_PER_MONTH
+            contacts[c] = f * ch.contacts_per_day
+            audience[c] = min(f * size if size else N, N)
             budget[:, c] = base_budget[c]
             for period in ch.schedule:
-                budget[period.from_day : period.to_day + 1, c] = period.monthly_cost / DAYS_PER_MONTH
+                budget[period.from_day : period.to_day + 1, c] = f * period.monthly_cost / DAYS_PER_MONTH
             continue
         per_unit[c] = ch.unit_cost / 1000.0 if ch.pricing == "cpm" else ch.unit_cost
         max_units[c] = ch.max_units_per_person
         if ch.pricing == "per_send" and ch.max_per_week is not None:
             max_units[c] = min(max_units[c], ch.max_per_week / 7.0)
-        audience[c] = 0.0 if ch.pricing == "per_send" and size is None else min(size or N, N)
-        base_budget[c] = ch.daily_budget
-        budget[:, c] = ch.daily_budget
+        audience[c] = 0.0 if ch.pricing == "per_send" and size is None else min(f * size if size else N, N)
+        base_budget[c] = f * ch.daily_budget
+        budget[:, c] = base_budget[c]
         for period in ch.schedule:
-            budget[period.from_day : period.to_day + 1, c] = period.daily_budget
+            budget[period.from_day : period.to_day + 1, c] = f * period.daily_budget
 
     return Compiled(
         scenario=sc,
         customers=N,
+        market=m.customers,
         days=D,
         seed=m.seed,
         segment_names=sc.segment_names,

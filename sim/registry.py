@@ -48,6 +48,7 @@ SUMMARY_KEYS = {
     "seed": pa.int64(),
     "replication": pa.int32(),
     "customers": pa.int64(),
+    "simulated": pa.int64(),
     "days": pa.int32(),
 }
 

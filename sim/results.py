@@ -54,8 +54,11 @@ def _by_segment(cm: Compiled, x: np.ndarray) -> np.ndarray:
 
 
 def summary(cm: Compiled, h: History, replication: int) -> dict:
-    """The KPIs of one run, as one flat row."""
+    """The KPIs of one run, as one flat row, for the whole market: with a sample
+    (``market.sample``), money and counts are the sample's divided by its scale; CAC,
+    ROAS, LTV and the payback day are ratios and need no scaling."""
     m = money(cm, h)
+    up = 1.0 / cm.scale  # 1.0 without a sample: every figure as simulated
     spend_d = m["spend"].sum(axis=1)
     revenue_d = m["revenue"].sum(axis=1)
     cost_d = m["cost"].sum(axis=1)
@@ -73,24 +76,25 @@ def summary(cm: Compiled, h: History, replication: int) -> dict:
         "scenario": cm.scenario.name,
         "seed": cm.seed,
         "replication": replication,
-        "customers": cm.customers,
+        "customers": cm.market,
+        "simulated": cm.customers,
         "days": cm.days,
-        "spend": spend,
-        "revenue": revenue,
-        "cost": cost,
-        "profit": revenue - cost - spend,
-        "conversions": conversions,
+        "spend": spend * up,
+        "revenue": revenue * up,
+        "cost": cost * up,
+        "profit": (revenue - cost - spend) * up,
+        "conversions": round(conversions * up),
         "cac": spend / conversions if conversions else None,
         "roas": revenue / spend if spend > 0 else None,
         "payback_day": int(hit[0]) + 1 if hit.size else None,
-        "front_end_profit": front_margin - spend,
-        "back_end_profit": back_margin,
+        "front_end_profit": (front_margin - spend) * up,
+        "back_end_profit": back_margin * up,
     }
     for g, name in enumerate(cm.segment_names):
         row[f"ltv_{name}"] = float(m["revenue_by_segment"][g] / conversions_g[g]) if conversions_g[g] else None
     end = h.stages[-1].sum(axis=0)
     for s, name in enumerate(STAGES):
-        row[f"end_{name}"] = int(end[s])
+        row[f"end_{name}"] = round(int(end[s]) * up)
     return row
 
 
@@ -219,12 +223,17 @@ def customers(cm: Compiled, e: Engine, replication: int) -> pa.Table:
 
 def channels(cm: Compiled, h: History, replication: int) -> pa.Table:
     """One row per channel and day: what a dashboard shows (audience, impressions,
-    clicks, sessions, sends, opens, unsubscribes), what it cost, and the moves it caused."""
+    clicks, sessions, sends, opens, unsubscribes), what it cost, the moves it caused,
+    and the day's conversions (entry-offer purchases) each touch model credits it with:
+    ``first_touch_customers`` those of customers it made aware (its move unaware ->
+    aware), ``last_touch_customers`` those it caused (the move subscribed -> converted)."""
     D1 = h.stages.shape[0]
     C = cm.n_channels
     days = np.arange(1, D1)
     n = days.size
     moves = h.flows[1:, :, :, 2 : 2 + C].sum(axis=(1, 2))  # [D, C] advances caused by each channel
+    first = h.first_touch[1:, :, 2 : 2 + C].sum(axis=1)  # [D, C]
+    last = h.flows[1:, :, SUBSCRIBED, 2 : 2 + C].sum(axis=1)  # [D, C]
     cols = {
         "replication": pa.array(np.full(n * C, replication, np.int32)),
         "day": pa.array(np.repeat(days, C).astype(np.int32)),
@@ -236,6 +245,8 @@ def channels(cm: Compiled, h: History, replication: int) -> pa.Table:
     for j, name in enumerate(FUNNEL):
         cols[name] = pa.array(h.funnel[1:, :, j].ravel())
     cols["moves"] = pa.array(moves.ravel().astype(np.int64))
+    cols["first_touch_customers"] = pa.array(first.ravel().astype(np.int64))
+    cols["last_touch_customers"] = pa.array(last.ravel().astype(np.int64))
     return pa.table(cols)
 
 
@@ -257,7 +268,10 @@ def orders(cm: Compiled, h: History, replication: int) -> pa.Table:
 def channel_funnel(channels_table: pa.Table) -> list[dict]:
     """Each channel's totals over a ``channels`` table (one replication, or the mean
     over several) and the rates its dashboard would show: CPM, CTR, CPC, open, click and
-    unsubscribe rates per send, and moves per session."""
+    unsubscribe rates per send, moves per session, and the CAC each touch model gives
+    it (spend per first-touch and per last-touch customer; ``None`` without any).
+    A ``channels`` table of an earlier cvj, without the touch columns, gives ``None``
+    for them."""
     t = channels_table
     reps = max(1, len(set(t.column("replication").to_pylist())))
     labels = t.column("channel").cast(pa.string()).to_pylist()
@@ -265,7 +279,11 @@ def channel_funnel(channels_table: pa.Table) -> list[dict]:
     where = {name: c for c, name in enumerate(names)}
     idx = np.array([where[x] for x in labels], dtype=np.int64)
     cols = ("spend", "impressions", "clicks", "sessions", "sends", "opens", "unsubscribes", "moves")
-    tot = {k: np.bincount(idx, weights=np.asarray(t.column(k), np.float64), minlength=len(names)) / reps for k in cols}
+    touch = tuple(k for k in ("first_touch_customers", "last_touch_customers") if k in t.column_names)
+    tot = {
+        k: np.bincount(idx, weights=np.asarray(t.column(k), np.float64), minlength=len(names)) / reps
+        for k in cols + touch
+    }
 
     def ratio(a, b, scale=1.0):
         return float(scale * a / b) if b > 0 else None
@@ -284,6 +302,10 @@ def channel_funnel(channels_table: pa.Table) -> list[dict]:
                 "click_rate": ratio(f["clicks"], f["sends"]),
                 "unsubscribe_rate": ratio(f["unsubscribes"], f["sends"]),
                 "moves_per_session": ratio(f["moves"], f["sessions"]),
+                "first_touch_customers": f.get("first_touch_customers"),
+                "last_touch_customers": f.get("last_touch_customers"),
+                "cac_first_touch": ratio(f["spend"], f.get("first_touch_customers", 0.0)),
+                "cac_last_touch": ratio(f["spend"], f.get("last_touch_customers", 0.0)),
             }
         )
     return out

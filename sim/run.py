@@ -156,7 +156,7 @@ def run(
     reps = tuple(range(replications)) if isinstance(replications, int) else tuple(int(r) for r in replications)
     if not reps or min(reps) < 0:
         raise ArgumentError("must name at least one replication, all >= 0", "replications", list(reps))
-    check_memory(sc.market.customers, customers_table, replications=len(reps))
+    check_memory(sc.market.simulated, customers_table, replications=len(reps))
     cm = compile_scenario(sc)
     total = len(reps) * cm.days
     res = RunResult(scenario=sc, replications=reps)

@@ -136,10 +136,27 @@ def _stage_keys(mapping: dict[str, float], allowed: tuple[str, ...], what: str) 
 
 
 class Market(Strict):
+    """The market the scenario describes (``customers`` people) and how many of them to
+    simulate (``sample``, default all): a sample simulates the same business at a
+    smaller size, with budgets, audience sizes and retainer sessions scaled by
+    ``sample / customers``; the KPIs are reported for the whole market."""
+
     customers: Annotated[int, Field(gt=0)] = 1_000_000
+    sample: Annotated[int, Field(gt=0)] | None = None
     days: Annotated[int, Field(gt=0, le=65_534)] = 365
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 2026
     initial_stages: dict[str, Probability] = Field(default_factory=lambda: {"unaware": 1.0})
+
+    @model_validator(mode="after")
+    def _sample(self) -> "Market":
+        if self.sample is not None and self.sample > self.customers:
+            raise At("market.sample", self.sample, f"a sample cannot be larger than the market ({self.customers:,} customers)")
+        return self
+
+    @property
+    def simulated(self) -> int:
+        """Customers the kernel simulates."""
+        return self.sample if self.sample is not None else self.customers
 
     @field_validator("initial_stages")
     @classmethod

@@ -1,5 +1,6 @@
-"""Benchmarks of the journey engine against NumPy, pure-Mesa and pure-Python versions
-of the same model (issue 6).
+"""Benchmarks of the journey engine against NumPy, pure-Python and Mesa versions of the
+same model (issues 6 and 11): the model with memory (the format-2 default), the
+format-1 shop and its pure-Mesa reference, and the cost of each new feature.
 
 - ``python -m benchmarks [--quick | --full] --out DIR``: the side-by-side table, memory,
   cold start and targets (:mod:`benchmarks.suite`);

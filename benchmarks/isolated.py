@@ -1,6 +1,8 @@
 """Run one benchmark case in this (fresh) process and print wall time and memory as JSON.
 
-    python -m benchmarks.isolated IMPL CUSTOMERS DAYS THREADS
+    python -m benchmarks.isolated IMPL SCENARIO CUSTOMERS DAYS THREADS
+
+(SCENARIO: a name in ``benchmarks.impls.SCENARIOS``).
 
 The baseline is the process's peak resident memory (``VmHWM``) after the interpreter
 started, everything was imported and the kernels were compiled or loaded from the
@@ -28,19 +30,21 @@ def status_bytes(field: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    impl, customers, days, threads = (argv if argv is not None else sys.argv[1:])[:4]
+    impl, scenario, customers, days, threads = (argv if argv is not None else sys.argv[1:])[:5]
     customers, days, threads = int(customers), int(days), int(threads)
     from . import impls
 
     impls.warm_up((threads,) if impl == impls.KERNEL else (1,))
-    sc = impls.scenario(customers, days)
+    run = impls.runner(impl, scenario)
+    sc = impls.scenario(scenario, customers, days)
     baseline = status_bytes("VmHWM")
     t0 = time.perf_counter()
-    impls.RUN[impl](sc, threads)
+    run(sc, threads)
     wall = time.perf_counter() - t0
     peak = status_bytes("VmHWM")
     out = {
         "implementation": impl,
+        "scenario": scenario,
         "customers": customers,
         "days": days,
         "threads": threads,

@@ -1,10 +1,20 @@
 """The benchmark suite behind ``python -m benchmarks``: plan, measure, compare, write.
 
-Every row runs the default scenario resized to (customers, days) with one
-implementation from :mod:`benchmarks.impls`, timed from the validated scenario to the
-last simulated day (set-up included, output tables not), after the kernels were
-compiled or loaded from the numba cache. A row is the best of ``rounds`` runs; rows of
-the same size run one after the other, so their ratios are measured side by side.
+Every row runs one scenario of :mod:`benchmarks.impls` resized to (customers, days)
+with one implementation, timed from the validated scenario to the last simulated day
+(set-up included, output tables not), after the kernels were compiled or loaded from
+the numba cache. A row is the best of ``rounds`` runs; rows of the same size run one
+after the other, so their ratios are measured side by side.
+
+The main comparison is on the model with memory (the format-2 default): the kernel on
+every thread count, NumPy, pure Python and Mesa (one agent per customer) at the sizes
+they can do. The kernel also runs the format-1 shop at every size (the memoryless
+model, whose pure-Mesa reference row stays), and at the target size four more
+variants of the default that switch per-customer memory and the audience cell
+counting off one at a time, so the cost of each feature is a ratio measured in the
+same run. The day tables built between days (:func:`cvj.model.channel_reach`,
+:func:`cvj.model.day_tables`, :func:`cvj.engine.realised_funnel`) cost the same at any
+population; their time per day is measured on its own.
 
 Peak bytes per customer is the process's peak resident memory during the row's first
 run above its resident memory just before it (Linux: the peak is reset through
@@ -31,11 +41,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import impls
-from .impls import KERNEL, MESA, NUMPY, PYTHON
+from .impls import DEFAULT, FORMAT1, KERNEL, MESA, MESA_REFERENCE, MODEL_OF, NUMPY, PYTHON
 from .isolated import status_bytes
 
 QUICK, STANDARD, FULL = "quick", "standard", "full"
 GiB = 2**30
+#: what each scenario name in the table means (benchmarks/impls.py)
+SCENARIO_NOTES = {
+    impls.DEFAULT: "scenarios/default.toml (format 2: memory and audience counting on)",
+    impls.NO_COUNTING: "the default with the kernel's audience cell counting off (audiences as counted at the start)",
+    impls.MEMORYLESS: "the default without memory (year-average rates, no recency windows, one order class)",
+    impls.MEMORYLESS_NO_COUNTING: "both off",
+    impls.FORMAT1: "scenarios/handbag_shop_format1.toml (format 1, no memory, no counting)",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class Case:
     days: int
     threads: int = 1
     fresh_process: bool = False  # run alone in a new interpreter (its memory is the process's)
+    scenario: str = DEFAULT  # a name in impls.SCENARIOS
 
     @property
     def customer_days(self) -> int:
@@ -71,7 +90,9 @@ def thread_counts() -> list[int]:
 
 def plan(mode: str) -> Plan:
     """The rows of a mode. Every size another implementation runs at also gets kernel
-    rows at every thread count, so each row has a kernel to be compared with."""
+    rows at every thread count on the default and on the format-1 shop, so each row has
+    a kernel on its own model to be compared with; at the target size the kernel also
+    runs the feature variants (:data:`benchmarks.impls.SCENARIOS`)."""
     sizes: dict[tuple[int, int], list[str]] = {}
 
     def add(customers, days, *names):
@@ -79,31 +100,34 @@ def plan(mode: str) -> Plan:
         sizes[(customers, days)] += [n for n in names if n not in sizes[(customers, days)]]
 
     if mode == QUICK:
-        add(1_000, 30, MESA, PYTHON)
-        add(10_000, 30, NUMPY, MESA, PYTHON)
+        add(1_000, 30, MESA, PYTHON, MESA_REFERENCE)
+        add(10_000, 30, NUMPY, MESA, PYTHON, MESA_REFERENCE)
         add(100_000, 30, NUMPY)
     else:
-        add(1_000, 30, MESA, PYTHON)
-        add(1_000, 365, MESA, PYTHON)
-        add(10_000, 30, NUMPY, MESA, PYTHON)
-        add(100_000, 30, NUMPY, MESA, PYTHON)
+        add(1_000, 30, MESA, PYTHON, MESA_REFERENCE)
+        add(1_000, 365, MESA, PYTHON, MESA_REFERENCE)
+        add(10_000, 30, NUMPY, MESA, PYTHON, MESA_REFERENCE)
+        add(100_000, 30, NUMPY, MESA, PYTHON, MESA_REFERENCE)
         add(1_000_000, 30, NUMPY)
         add(1_000_000, 90, NUMPY)
         add(1_000_000, 365, NUMPY)
         add(10_000_000, 30, NUMPY)
         add(10_000_000, 365, NUMPY)
         if mode == FULL:
-            add(100_000, 365, MESA, PYTHON)
+            add(100_000, 365, MESA, PYTHON, MESA_REFERENCE)
             add(1_000_000, 30, PYTHON)
             add(100_000_000, 30, NUMPY)
+    quick = mode == QUICK
+    target = (100_000, 30) if quick else (10_000_000, 365)
     threads = thread_counts()
     cases = []
     for (n, d), names in sorted(sizes.items()):
-        cases += [Case(KERNEL, n, d, t) for t in threads]
-        cases += [Case(name, n, d, 1) for name in names]
+        kernel_scenarios = impls.SCENARIOS if (n, d) == target else (DEFAULT, FORMAT1)
+        for name in kernel_scenarios:
+            cases += [Case(KERNEL, n, d, t, scenario=name) for t in threads]
+        cases += [Case(name, n, d, 1, scenario=MODEL_OF[name]) for name in names]
     if mode == FULL:
         cases.append(Case(KERNEL, 100_000_000, 365, threads[-1], fresh_process=True))
-    quick = mode == QUICK
     return Plan(
         mode=mode,
         cases=tuple(cases),
@@ -111,7 +135,7 @@ def plan(mode: str) -> Plan:
         max_rounds=1 if quick else 5,
         memory_case=Case(KERNEL, 100_000 if quick else 10_000_000, 30, threads[-1], fresh_process=True),
         cold_start_overrides=("--customers", "10000", "--days", "30") if quick else (),
-        target_size=(100_000, 30) if quick else (10_000_000, 365),
+        target_size=target,
     )
 
 
@@ -173,8 +197,8 @@ def measure(case: Case, min_time: float, max_rounds: int) -> dict:
     if case.fresh_process:
         return measure_fresh(case)
     load = _loadavg()[0]
-    run = impls.RUN[case.implementation]
-    sc = impls.scenario(case.customers, case.days)
+    run = impls.runner(case.implementation, case.scenario)
+    sc = impls.scenario(case.scenario, case.customers, case.days)
     walls, peak = [], None
     with OtherCPU() as others:
         while not walls or (sum(walls) < min_time and len(walls) < max_rounds):
@@ -203,7 +227,10 @@ def measure_fresh(case: Case) -> dict:
 
 
 def run_fresh(case: Case) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.isolated", case.implementation, str(case.customers), str(case.days), str(case.threads)]
+    cmd = [
+        sys.executable, "-m", "benchmarks.isolated",
+        case.implementation, case.scenario, str(case.customers), str(case.days), str(case.threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=_root(), env=_env(), check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -213,6 +240,7 @@ def run_fresh(case: Case) -> dict:
 def _row(case: Case, wall: float, rounds: int, peak: int | None, load: float, other_cores: float | None) -> dict:
     return {
         "implementation": case.implementation,
+        "scenario": case.scenario,
         "customers": case.customers,
         "days": case.days,
         "threads": case.threads,
@@ -228,15 +256,16 @@ def _row(case: Case, wall: float, rounds: int, peak: int | None, load: float, ot
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """``ratio_to_kernel``: throughput over the kernel's on the most threads at the same size."""
+    """``ratio_to_kernel``: throughput over the kernel's on the same scenario (the same
+    model) and size on the most threads; a kernel row in a fresh process is its own."""
     best_threads = max(r["threads"] for r in rows if r["implementation"] == KERNEL)
     ref = {
-        (r["customers"], r["days"]): r["customer_days_per_s"]
+        (r["scenario"], r["customers"], r["days"]): r["customer_days_per_s"]
         for r in rows
         if r["implementation"] == KERNEL and r["threads"] == best_threads and not r["fresh_process"]
     }
     for r in rows:
-        k = ref.get((r["customers"], r["days"]))
+        k = ref.get((r["scenario"], r["customers"], r["days"]))
         if r["fresh_process"] and r["implementation"] == KERNEL:
             k = r["customer_days_per_s"]
         r["ratio_to_kernel"] = None if k is None else r["customer_days_per_s"] / k
@@ -291,10 +320,11 @@ def cold_start(overrides: tuple[str, ...]) -> list[dict]:
 # --------------------------------------------------------------------------- targets
 
 
-def _find(rows, impl, customers=None, days=None, threads=None, fresh=False):
+def _find(rows, impl, customers=None, days=None, threads=None, fresh=False, scenario=DEFAULT):
     for r in rows:
         if (
             r["implementation"] == impl
+            and r["scenario"] == scenario
             and (customers is None or r["customers"] == customers)
             and (days is None or r["days"] == days)
             and (threads is None or r["threads"] == threads)
@@ -304,23 +334,98 @@ def _find(rows, impl, customers=None, days=None, threads=None, fresh=False):
     return None
 
 
+def _largest(rows, impl, days):
+    """An implementation's row at its largest population, at ``days`` where it ran them:
+    a per-customer implementation's speed per customer-day falls with population."""
+    mine = [r for r in rows if r["implementation"] == impl and not r["fresh_process"]]
+    return max(mine, key=lambda r: (r["days"] == days, r["customers"], r["days"])) if mine else None
+
+
+def feature_costs(rows: list[dict], p: Plan) -> list[dict]:
+    """The kernel on every scenario of :data:`benchmarks.impls.SCENARIOS` at the target
+    size, per thread count: throughput and its ratio to the default (memory and
+    counting on), and what each feature costs: the throughput with it off over the
+    throughput with it on (the other feature held on, then off)."""
+    n, d = p.target_size
+    out = []
+    for t in sorted({r["threads"] for r in rows if r["implementation"] == KERNEL}):
+        got = {name: _find(rows, KERNEL, n, d, t, scenario=name) for name in impls.SCENARIOS}
+        if any(r is None for r in got.values()):
+            continue
+        speed = {name: r["customer_days_per_s"] for name, r in got.items()}
+        for name in impls.SCENARIOS:
+            memory, counting = impls.FEATURES[name]
+            out.append(
+                {
+                    "kind": "scenario", "threads": t, "name": name, "memory": memory, "counting": counting,
+                    "customer_days_per_s": speed[name], "ratio": speed[name] / speed[DEFAULT],
+                }
+            )
+        for feature, on, off in (
+            ("memory, with counting", DEFAULT, impls.MEMORYLESS),
+            ("memory, without counting", impls.NO_COUNTING, impls.MEMORYLESS_NO_COUNTING),
+            ("audience counting, with memory", DEFAULT, impls.NO_COUNTING),
+            ("audience counting, without memory", impls.MEMORYLESS, impls.MEMORYLESS_NO_COUNTING),
+            ("format 2 default against the format-1 shop", DEFAULT, FORMAT1),
+        ):
+            out.append({"kind": "feature", "threads": t, "name": feature, "on": on, "off": off, "ratio": speed[off] / speed[on]})
+    return out
+
+
+def day_overhead(p: Plan, rounds: int = 5) -> list[dict]:
+    """Wall time per simulated day of the tables built between days (channel reach, the
+    day tables, the channels' dashboard figures), which does not depend on the
+    population, for the default and the format-1 shop (best of ``rounds`` passes over
+    the first days of a small run)."""
+    from cvj.engine import Engine, realised_funnel
+    from cvj.model import channel_reach, compile_scenario, day_tables
+
+    out = []
+    days = 30
+    for name in (DEFAULT, FORMAT1):
+        cm = compile_scenario(impls.scenario(name, 10_000, days))
+        e = Engine(cm)
+        states = []
+        while not e.done:  # the inputs of each day, as the engine saw them
+            states.append((e.day + 1, e.counts.copy(), e.stock.copy(), None if e.cells is None else e.cells.copy()))
+            e.step()
+        best = {"channel_reach": math.inf, "day_tables": math.inf, "realised_funnel": math.inf}
+        for _ in range(rounds):
+            spent = dict.fromkeys(best, 0.0)
+            for d, counts, stock, cells in states:
+                t0 = time.perf_counter()
+                reach = channel_reach(cm, counts, stock, cm.budget[d], cells)
+                t1 = time.perf_counter()
+                tables = day_tables(cm, counts, reach, d)
+                t2 = time.perf_counter()
+                realised_funnel(cm, reach, tables, 0, e.key, d)
+                t3 = time.perf_counter()
+                spent["channel_reach"] += t1 - t0
+                spent["day_tables"] += t2 - t1
+                spent["realised_funnel"] += t3 - t2
+            best = {k: min(best[k], spent[k] / len(states)) for k in best}
+        out.append({"scenario": name, "table_columns": cm.layout.n_cols, **{f"{k}_s": v for k, v in best.items()}})
+    return out
+
+
 def targets(rows: list[dict], memory: dict, p: Plan) -> list[dict]:
-    """Every target of issue 6 with its measured value (informational: nothing asserts speed)."""
+    """Every target of issues 6 and 11 with its measured value (informational: nothing
+    asserts speed). Throughput targets are read on the default (format 2, memory on)."""
     top = max(r["threads"] for r in rows if r["implementation"] == KERNEL)
     n, d = p.target_size
     at = f"{n:,} customers x {d} days"
     k2 = _find(rows, KERNEL, n, d, top)
     k1 = _find(rows, KERNEL, n, d, 1)
     npy = _find(rows, NUMPY, n, d)
-    # Mesa at its largest population, at the target's horizon where it ran one: its speed
-    # per customer-day falls with population and rises with the share of lapsed customers
-    mesa_rows = [r for r in rows if r["implementation"] == MESA]
-    mesa = max(mesa_rows, key=lambda r: (r["days"] == d, r["customers"], r["days"])) if mesa_rows else None
+    mesa = _largest(rows, MESA, d)
+    reference = _largest(rows, MESA_REFERENCE, d)
+    k2_format1 = _find(rows, KERNEL, n, d, top, scenario=FORMAT1)
     big = _find(rows, KERNEL, 100_000_000, 365, fresh=True)
     out = []
 
     def target(name, goal, value, unit, ok, how):
-        out.append({"target": name, "goal": goal, "measured": value, "unit": unit, "status": "PASS" if ok else "MISS", "how": how})
+        status = "PASS" if ok else "MISS"
+        out.append({"target": name, "goal": goal, "measured": value, "unit": unit, "status": status, "how": how})
 
     def missing(name, goal, why):
         out.append({"target": name, "goal": goal, "measured": None, "unit": "", "status": "NOT RUN", "how": why})
@@ -332,28 +437,43 @@ def targets(rows: list[dict], memory: dict, p: Plan) -> list[dict]:
         thr / 1e6,
         "M customer-days/s",
         thr >= 500e6,
-        f"kernel row at {at}",
+        f"kernel row at {at}, default (format 2, memory on)",
     )
     if mesa is not None:
         x = thr / mesa["customer_days_per_s"]
         target(
-            "kernel vs pure-Mesa reference",
+            "kernel vs Mesa, model with memory",
             ">= 1000x per customer-day",
             x,
             "x",
             x >= 1000,
-            f"kernel ({top} threads) at {at} over Mesa at {mesa['customers']:,} x {mesa['days']} days",
+            f"kernel ({top} threads) at {at} over Mesa (benchmarks/mesa_impl.py) at "
+            f"{mesa['customers']:,} x {mesa['days']} days, both on the default",
         )
     else:
-        missing("kernel vs pure-Mesa reference", ">= 1000x per customer-day", "sim/reference.py not importable")
+        missing("kernel vs Mesa, model with memory", ">= 1000x per customer-day", "no Mesa row")
+    if reference is not None and k2_format1 is not None:
+        x = k2_format1["customer_days_per_s"] / reference["customer_days_per_s"]
+        target(
+            "kernel vs pure-Mesa reference, format 1",
+            ">= 1000x per customer-day",
+            x,
+            "x",
+            x >= 1000,
+            f"kernel ({top} threads) at {at} over sim/reference.py at "
+            f"{reference['customers']:,} x {reference['days']} days, both on the format-1 shop",
+        )
+    else:
+        missing("kernel vs pure-Mesa reference, format 1", ">= 1000x per customer-day", "no reference row")
     if npy is not None:
         x = thr / npy["customer_days_per_s"]
-        target("kernel vs NumPy", ">= 4x per customer-day", x, "x", x >= 4, f"kernel ({top} threads) over NumPy, both at {at}")
+        how = f"kernel ({top} threads) over NumPy, both at {at} on the default"
+        target("kernel vs NumPy", ">= 4x per customer-day", x, "x", x >= 4, how)
     else:
         missing("kernel vs NumPy", ">= 4x per customer-day", f"no NumPy row at {at}")
     if k1 is not None and top > 1:
         x = thr / k1["customer_days_per_s"]
-        target(f"kernel 1 -> {top} threads", ">= 1.8x", x, "x", x >= 1.8, f"kernel rows at {at}")
+        target(f"kernel 1 -> {top} threads", ">= 1.8x", x, "x", x >= 1.8, f"kernel rows at {at} on the default")
     else:
         missing("kernel 1 -> 2 threads", ">= 1.8x", "only one thread on this machine")
     b = memory["kernel_state_bytes_per_customer"]
@@ -365,7 +485,7 @@ def targets(rows: list[dict], memory: dict, p: Plan) -> list[dict]:
             big["wall_s"],
             "s",
             big["wall_s"] < 120,
-            f"kernel, {big['threads']} threads, fresh process",
+            f"kernel, {big['threads']} threads, fresh process, default",
         )
         target(
             "100M customers x 365 days, memory",
@@ -417,10 +537,14 @@ def render(report: dict) -> str:
         ),
         "",
         _md(
-            ["implementation", "customers", "days", "threads", "rounds", "wall s", "customer-days/s", "peak bytes/customer", "x kernel", "others"],
+            [
+                "implementation", "scenario", "customers", "days", "threads", "rounds", "wall s", "customer-days/s",
+                "peak bytes/customer", "x kernel", "others",
+            ],
             [
                 [
                     r["implementation"] + (" (fresh process)" if r["fresh_process"] else ""),
+                    r["scenario"],
                     f"{r['customers']:,}",
                     str(r["days"]),
                     str(r["threads"]),
@@ -433,12 +557,68 @@ def render(report: dict) -> str:
                 ]
                 for r in rows
             ],
+            left=2,
         ),
         "",
         (
-            "x kernel: customer-days/s over the kernel's on the most threads at the same size; "
-            "others: cores kept busy by other processes during the row (machine's busy CPU time "
-            "from /proc/stat minus this benchmark's, over wall time; rough below ~1 s)."
+            "x kernel: customer-days/s over the kernel's on the same scenario (the same model) and size on "
+            "the most threads; others: cores kept busy by other processes during the row (machine's busy CPU "
+            "time from /proc/stat minus this benchmark's, over wall time; rough below ~1 s). Scenarios: "
+            + "; ".join(f"{k}: {v}" for k, v in SCENARIO_NOTES.items())
+            + "."
+        ),
+        "",
+    ]
+    costs = report["feature_costs"]
+    if costs:
+        n, d = report["meta"]["target_size"]
+        parts += [
+            _md(
+                ["kernel scenario", "memory", "audience counting", "threads", "customer-days/s", "x default"],
+                [
+                    [c["name"], "on" if c["memory"] else "off", "on" if c["counting"] else "off", str(c["threads"]),
+                     _si(c["customer_days_per_s"]), f"{c['ratio']:.2f}"]
+                    for c in costs if c["kind"] == "scenario"
+                ],
+                left=3,
+            ),
+            "",
+            _md(
+                ["feature", "threads", "customer-days/s off / on", "measured as"],
+                [
+                    [c["name"], str(c["threads"]), f"{c['ratio']:.2f}", f"{c['off']} over {c['on']}"]
+                    for c in costs if c["kind"] == "feature"
+                ],
+            ),
+            "",
+            (
+                f"Feature costs: the kernel rows at {n:,} customers x {d} days above; a ratio of 1.5 means the kernel "
+                "runs 1.5x as many customer-days a second with the feature off. The variants are not the same "
+                "journeys (without memory the rates are year averages; without counting the audiences stay as "
+                "counted at the start), so a ratio also holds what changes in how many customers move."
+            ),
+            "",
+        ]
+    overhead = report["day_overhead"]
+    parts += [
+        _md(
+            ["per-day tables", "table columns", "channel_reach ms", "day_tables ms", "realised_funnel ms", "ms per day"],
+            [
+                [o["scenario"], str(o["table_columns"]), f"{o['channel_reach_s'] * 1e3:.2f}", f"{o['day_tables_s'] * 1e3:.2f}",
+                 f"{o['realised_funnel_s'] * 1e3:.2f}",
+                 f"{(o['channel_reach_s'] + o['day_tables_s'] + o['realised_funnel_s']) * 1e3:.2f}"]
+                for o in overhead
+            ],
+        ),
+        "",
+        (
+            "Per-day tables: the work between two kernel calls that does not depend on the population (one "
+            "thread, best of 5 passes over the days of a 10,000-customer, 30-day run)"
+            + (
+                f"; on the default at the target size that is {report['day_overhead_share']:.0%} of the kernel "
+                "row's wall time on the most threads."
+                if report.get("day_overhead_share") is not None else "."
+            )
         ),
         "",
     ]
@@ -450,19 +630,27 @@ def render(report: dict) -> str:
             [
                 ["kernel state (Engine arrays' nbytes)", f"{mem['kernel_state_bytes_per_customer']:.1f} bytes/customer"],
                 ["kernel state with the customers table", f"{mem['kernel_state_bytes_per_customer_tracked']:.1f} bytes/customer"],
+                ["NumPy version's state (its arrays' nbytes)", f"{mem['numpy_state_bytes_per_customer']:.1f} bytes/customer"],
                 [
                     f"peak RSS, {pm['customers']:,} customers x {pm['days']} days, fresh process",
                     f"{pm['peak_bytes'] / 2**20:,.0f} MiB",
                 ],
                 ["  of which interpreter + imports + warm-up (baseline)", f"{pm['baseline_bytes'] / 2**20:,.0f} MiB"],
-                ["  above the baseline", f"{pm['above_baseline_bytes'] / 2**20:,.0f} MiB = {pm['above_baseline_bytes_per_customer']:.1f} bytes/customer"],
+                [
+                    "  above the baseline",
+                    f"{pm['above_baseline_bytes'] / 2**20:,.0f} MiB = "
+                    f"{pm['above_baseline_bytes_per_customer']:.1f} bytes/customer",
+                ],
             ],
         ),
         "",
         _md(
             ["cold start", "numba cache", "process wall s", "simulate s (as cvj reports it)"],
             [
-                [f"`{c['command']}`", c["numba_cache"], f"{c['wall_s']:.2f}", "-" if c["simulate_s"] is None else f"{c['simulate_s']:.2f}"]
+                [
+                    f"`{c['command']}`", c["numba_cache"], f"{c['wall_s']:.2f}",
+                    "-" if c["simulate_s"] is None else f"{c['simulate_s']:.2f}",
+                ]
                 for c in report["cold_start"]
             ],
             left=2,
@@ -493,6 +681,7 @@ def write(report: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     cols = [
         "implementation",
+        "scenario",
         "customers",
         "days",
         "threads",
@@ -508,6 +697,7 @@ def write(report: dict, out: Path) -> list[Path]:
     schema = pa.schema(
         [
             ("implementation", pa.string()),
+            ("scenario", pa.string()),
             ("customers", pa.int64()),
             ("days", pa.int32()),
             ("threads", pa.int16()),
@@ -536,7 +726,8 @@ def write(report: dict, out: Path) -> list[Path]:
 def plot(report: dict, path: Path) -> Path | None:
     """Throughput against customers at the shortest horizon (left) and against days at
     the largest population run at several horizons (right), one line per
-    implementation and thread count, log axes."""
+    implementation, scenario (the default solid, the format-1 shop dashed; the feature
+    variants, run at one size, are left out) and thread count, log axes."""
     try:
         import matplotlib
 
@@ -545,8 +736,13 @@ def plot(report: dict, path: Path) -> Path | None:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install -e '.[test]')", file=sys.stderr)
         return None
-    rows = [r for r in report["rows"] if not r["fresh_process"]]
-    series = [(n, t) for n in impls.NAMES for t in sorted({r["threads"] for r in rows if r["implementation"] == n})]
+    rows = [r for r in report["rows"] if not r["fresh_process"] and r["scenario"] in (DEFAULT, FORMAT1)]
+    series = [
+        (n, sc, t)
+        for sc in (DEFAULT, FORMAT1)
+        for n in impls.NAMES
+        for t in sorted({r["threads"] for r in rows if r["implementation"] == n and r["scenario"] == sc})
+    ]
     colour = {s: f"C{i}" for i, s in enumerate(series)}
     short = min(r["days"] for r in rows)
     horizons = {}
@@ -555,15 +751,17 @@ def plot(report: dict, path: Path) -> Path | None:
     # the population run at the most horizons (the largest one on a tie)
     n_days = max(horizons, key=lambda n: (len(horizons[n]), n))
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), dpi=110, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
-    for (name, t) in series:
-        label = name + (f", {t} thread{'s' if t > 1 else ''}" if name in impls.THREADED else "")
-        mine = [r for r in rows if r["implementation"] == name and r["threads"] == t]
+    for (name, sc, t) in series:
+        label = name + (", format 1" if sc == FORMAT1 and name == KERNEL else "")
+        label += f", {t} thread{'s' if t > 1 else ''}" if name in impls.THREADED else ""
+        style = dict(marker="o", color=colour[(name, sc, t)], label=label, linestyle="--" if sc == FORMAT1 else "-")
+        mine = [r for r in rows if r["implementation"] == name and r["threads"] == t and r["scenario"] == sc]
         pts = sorted((r["customers"], r["customer_days_per_s"]) for r in mine if r["days"] == short)
         if pts:
-            axes[0].plot(*zip(*pts), marker="o", color=colour[(name, t)], label=label)
+            axes[0].plot(*zip(*pts), **style)
         pts = sorted((r["days"], r["customer_days_per_s"]) for r in mine if r["customers"] == n_days)
         if len(pts) > 1:
-            axes[1].plot(*zip(*pts), marker="o", color=colour[(name, t)], label=label)
+            axes[1].plot(*zip(*pts), **style)
     m = report["meta"]
     axes[0].set_title(f"{short} days", fontsize=10)
     axes[0].set_xlabel("customers")
@@ -579,7 +777,8 @@ def plot(report: dict, path: Path) -> Path | None:
     axes[1].minorticks_off()
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        f"cvj, default scenario: {m['cores']}-core {m['cpu']}, load average {m['load_before'][0]:.2f} at the start "
+        f"cvj, default scenario (format 2) and format-1 shop: {m['cores']}-core {m['cpu']}, "
+        f"load average {m['load_before'][0]:.2f} at the start "
         f"({m['mode']}, {m['started_utc']})",
         fontsize=10,
     )
@@ -624,7 +823,8 @@ def main(mode: str, out: Path, command: str) -> dict:
             row = measure(case, p.min_time, p.max_rounds)
             rows.append(row)
             print(
-                f"  {case.implementation:7s} {case.customers:>11,} x {case.days:>3} days, {case.threads} thr: "
+                f"  {case.implementation:14s} {case.scenario:22s} {case.customers:>11,} x {case.days:>3} days, "
+                f"{case.threads} thr: "
                 f"{row['wall_s']:8.3f} s  {_si(row['customer_days_per_s'])} customer-days/s  "
                 f"(load {row['load_1min']:.2f}, others {row['other_cores'] or 0:.2f} cores)",
                 file=sys.stderr,
@@ -634,6 +834,7 @@ def main(mode: str, out: Path, command: str) -> dict:
     memory = {
         "kernel_state_bytes_per_customer": impls.kernel_state_bytes(),
         "kernel_state_bytes_per_customer_tracked": impls.kernel_state_bytes(track_customers=True),
+        "numpy_state_bytes_per_customer": impls.numpy_state_bytes(),
         "process": {
             "customers": p.memory_case.customers,
             "days": p.memory_case.days,
@@ -642,9 +843,18 @@ def main(mode: str, out: Path, command: str) -> dict:
             "baseline_bytes": pm["process_baseline_bytes"],
             "above_baseline_bytes": pm["process_peak_bytes"] - pm["process_baseline_bytes"],
             "above_baseline_bytes_per_customer": pm["peak_bytes_per_customer"],
-            "note": "VmHWM of a fresh process; baseline = VmHWM after interpreter start, imports and a 2,000-customer warm-up run",
+            "note": (
+                "VmHWM of a fresh process; baseline = VmHWM after interpreter start, imports and a 2,000-customer "
+                "warm-up run"
+            ),
         },
     }
+    print("  per-day tables ...", file=sys.stderr)
+    overhead = day_overhead(p)
+    n, d = p.target_size
+    k2 = _find(rows, KERNEL, n, d, thread_counts()[-1])
+    per_day = next(o for o in overhead if o["scenario"] == DEFAULT)
+    share = d * (per_day["channel_reach_s"] + per_day["day_tables_s"] + per_day["realised_funnel_s"]) / k2["wall_s"]
     print("  cold start ...", file=sys.stderr)
     cold = cold_start(p.cold_start_overrides)
     from cvj import kernels  # noqa: F401  (loaded by the warm-up)
@@ -667,9 +877,13 @@ def main(mode: str, out: Path, command: str) -> dict:
             "other_cores": others.cores,
             "duration_s": time.perf_counter() - t_start,
             "timing": "wall seconds from the validated scenario to the last day, best of `rounds`, numba cache warm",
-            "scenario": "default, resized with cvj.load_scenario(None, {'market.customers': N, 'market.days': D})",
+            "scenarios": SCENARIO_NOTES,
+            "target_size": list(p.target_size),
         },
         "rows": rows,
+        "feature_costs": feature_costs(rows, p),
+        "day_overhead": overhead,
+        "day_overhead_share": share,
         "memory": memory,
         "cold_start": cold,
     }

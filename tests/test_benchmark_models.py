@@ -47,7 +47,7 @@ from benchmarks.numpy_impl import NumpyEngine
 from benchmarks.python_impl import PythonEngine
 from cvj.engine import MAX_GAP, Engine
 from cvj.model import MAX_DWELL, compile_scenario
-from cvj.stages import N_STAGES, OFFER_CORE, STAGES
+from cvj.stages import CAUSE_REFERRAL, N_STAGES, OFFER_CORE, STAGES
 
 from .conftest import ROOT
 from .stat_checks import NO_JIT, per_test_alpha, two_sided_z
@@ -63,7 +63,7 @@ GAP_BIN = 15
 FORMAT1 = ROOT / "scenarios" / "handbag_shop_format1.toml"
 #: every stage populated from day 0 and reactivation on, so every branch runs
 #: (advances from every stage, lapses, reactivations, repeat purchases of every order
-#: class, unsubscribes, referred sales)
+#: class, unsubscribes, word of mouth)
 BUSY = {
     "market.initial_stages": {name: 0.1 for name in STAGES},
     "organic.reactivation": 0.01,
@@ -127,10 +127,12 @@ def _compare(a, b) -> list[str]:
     n_fb = np.repeat(seg_sizes, B)[:, None] * np.ones((1, N_STAGES))
     pairs = [("customers at the end", end_a, end_b, bernoulli_sd(end_a, end_b, n_fb))]
     # (2) moves by (segment x band, stage, cause or lapse), unsubscribes by (segment x
-    # band, stage) and units by (segment x band, offer) over the run
+    # band, stage), conversions by (segment x band, acquiring cause) and units by
+    # (segment x band, offer) over the run
     for what, x, y in (
         ("moves", ha.flows.sum(axis=0), hb.flows.sum(axis=0)),
         ("unsubscribes", ha.unsubscribes.sum(axis=0), hb.unsubscribes.sum(axis=0)),
+        ("conversions by acquiring cause", ha.first_touch.sum(axis=0), hb.first_touch.sum(axis=0)),
     ):
         pairs.append((what, x, y, np.sqrt(x + y)))
     units_a, units_b = ha.offer_units.sum(axis=0), hb.offer_units.sum(axis=0)
@@ -151,7 +153,8 @@ def _compare(a, b) -> list[str]:
         for idx in zip(*np.nonzero(sd > 0)):
             diff = abs(float(x[idx]) - float(y[idx]))
             if diff > z * sd[idx]:
-                failures.append(f"{what}{tuple(int(i) for i in idx)}: {x[idx]} vs {y[idx]}, |diff| {diff:.0f} > {z:.2f} * {sd[idx]:.1f}")
+                where = tuple(int(i) for i in idx)
+                failures.append(f"{what}{where}: {x[idx]} vs {y[idx]}, |diff| {diff:.0f} > {z:.2f} * {sd[idx]:.1f}")
     return failures
 
 
@@ -184,7 +187,8 @@ def _assert_same_model(cls, scenario, size):
     h = other.history
     if scenario == "busy":  # the comparison is not vacuous: every mechanism ran
         assert h.flows[:, :, :, -1].sum() > 0 and h.unsubscribes.sum() > 0 and h.gaps.sum() > 0
-        assert h.offer_units[:, :, OFFER_CORE + 1 :].sum() > 0 and h.referred.sum() > 0
+        assert h.offer_units[:, :, OFFER_CORE + 1 :].sum() > 0  # upsells
+        assert h.flows[:, :, 0, CAUSE_REFERRAL].sum() > 0  # people acquired by word of mouth
     assert _compare(other, kernel) == []
 
 

@@ -146,7 +146,7 @@ def advance_day(
     price,
     flows,
     buys,
-    referred,
+    first_touch,
     cells,
     gaps,
 ):
@@ -178,7 +178,10 @@ def advance_day(
         (out) moves out of each stage by cause; column ``causes``: lapses;
         ``causes + 1``: unsubscribes (no move).
     buys : int64[chunks, segments * bands, offers]          (out)
-    referred : int64[chunks, segments * bands]              (out; entry purchases of referred customers)
+    first_touch : int64[chunks, segments * bands, causes + 1]
+        (out) entry purchases (conversions) by the cause that acquired the customer
+        (its move unaware -> aware); column ``causes``: customers who were past
+        ``unaware`` at the start. Column 1 (referral) counts the referred sales.
     cells : int32[chunks, segments * W, cols]               (out, only if it has rows)
         Customers by (segment, flag cell, column) at the end of the day, with the
         column as of tomorrow (what the next day's audiences count).
@@ -198,7 +201,7 @@ def advance_day(
     for ci in prange(chunks):
         flows[ci, :, :, :] = 0
         buys[ci, :, :] = 0
-        referred[ci, :] = 0
+        first_touch[ci, :, :] = 0
         gaps[ci, :, :] = 0
         if count:
             cells[ci, :, :] = 0
@@ -242,8 +245,8 @@ def advance_day(
                         buys[ci, fb, _ENTRY] += 1
                         revenue[i] += price[_ENTRY]
                         _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
-                        if acquired[i] == _REFERRAL:
-                            referred[ci, fb] += 1
+                        a = acquired[i]
+                        first_touch[ci, fb, a if a != NONE else n_causes] += 1
                     elif s == _EXCITED:
                         buys[ci, fb, _CORE] += 1
                         revenue[i] += price[_CORE]

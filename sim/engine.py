@@ -14,7 +14,7 @@ import numpy as np
 
 from .model import MAX_DWELL, PRICING_CODE, Compiled, channel_reach, day_tables
 from .errors import ResourceError
-from .stages import LAPSED, N_STAGES, PROMOTER
+from .stages import CAUSE_REFERRAL, LAPSED, N_STAGES, PROMOTER
 
 #: repeat orders are counted by earlier orders (1 .. ORDER_CLASSES - 1, the last class
 #: "that many or more") and days since the previous order (capped at MAX_GAP)
@@ -96,10 +96,16 @@ class History:
     channel_spend: np.ndarray  # float64[D+1, C]
     channel_budget: np.ndarray  # float64[D+1, C] the budget in force that day
     offer_units: np.ndarray  # int64[D+1, G, O]
-    referred: np.ndarray  # int64[D+1, G*B] conversions of customers acquired by referral
+    first_touch: np.ndarray  # int64[D+1, G*B, K+1] conversions by the cause that acquired the customer (last: before day 1)
     unsubscribes: np.ndarray  # int64[D+1, G*B, 10] email permissions lost, by stage
     funnel: np.ndarray  # float64[D+1, C, len(FUNNEL)] each channel's dashboard figures (see FUNNEL)
     gaps: np.ndarray  # int64[order classes, MAX_GAP + 1] repeat orders by earlier orders and days since the previous one
+
+    @property
+    def referred(self) -> np.ndarray:
+        """int64[D+1, G*B] conversions of customers acquired by referral (the referral
+        programme's sales): the referral column of :attr:`first_touch`."""
+        return self.first_touch[:, :, CAUSE_REFERRAL]
 
 
 class Engine:
@@ -163,7 +169,7 @@ class Engine:
         nc = kernels.n_chunks(N)
         self._flows = np.zeros((nc, GB, N_STAGES, K + 2), np.int64)
         self._buys = np.zeros((nc, GB, O), np.int64)
-        self._referred = np.zeros((nc, GB), np.int64)
+        self._first_touch = np.zeros((nc, GB, K + 1), np.int64)
         self._cells = np.zeros((nc, G * cm.width if cm.count_cells else 0, cm.layout.n_cols), np.int32)
         self._gaps = np.zeros((nc, ORDER_CLASSES, MAX_GAP + 1), np.int64)
         self.cells = None  # customers by (segment x flag cell, column) for tomorrow, when counted
@@ -174,7 +180,7 @@ class Engine:
             channel_spend=np.zeros((D + 1, C)),
             channel_budget=np.zeros((D + 1, C)),
             offer_units=np.zeros((D + 1, GB, O), np.int64),
-            referred=np.zeros((D + 1, GB), np.int64),
+            first_touch=np.zeros((D + 1, GB, K + 1), np.int64),
             unsubscribes=np.zeros((D + 1, GB, N_STAGES), np.int64),
             funnel=np.zeros((D + 1, C, len(FUNNEL))),
             gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
@@ -280,7 +286,7 @@ class Engine:
             cm.price,
             self._flows,
             self._buys,
-            self._referred,
+            self._first_touch,
             self._cells,
             self._gaps,
         )
@@ -293,12 +299,12 @@ class Engine:
         if self._cells.shape[1]:
             self.cells = self._cells.sum(axis=0, dtype=np.int64)
         h.offer_units[d] = self._buys.sum(axis=0)
-        h.referred[d] = self._referred.sum(axis=0)
+        h.first_touch[d] = self._first_touch.sum(axis=0)
         spend = reach.spend
         units = reach.units
         if cm.commission_channel >= 0:
             c = cm.commission_channel
-            units[c] = float(h.referred[d].sum())
+            units[c] = float(h.referred[d].sum())  # the programme pays per referred sale
             spend[c] = units[c] * cm.per_unit[c]
         h.channel_units[d] = units
         h.channel_spend[d] = spend
@@ -352,7 +358,9 @@ def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: in
                 row["clicks"] = k
                 row["sessions"] = int(rng.binomial(k, landing[c]))
             if expected_unsub.sum() > 0:
-                row["unsubscribes"] = unsubscribes * expected_unsub[c] / expected_unsub.sum()
+                # the share first: one email channel's share is exactly 1, so its
+                # unsubscribes are the kernel's whole count (not 245.00000000000003)
+                row["unsubscribes"] = unsubscribes * (expected_unsub[c] / expected_unsub.sum())
         elif code == PRICING_CODE["fixed"] and cm.funnel[c]:
             row["sessions"] = int(rng.poisson(units))
         out[c] = [row[k] for k in FUNNEL]

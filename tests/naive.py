@@ -83,9 +83,11 @@ def column(c, d, col_of, sx_of):
 
 def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub, cause_cum, buy_cum, price,
         n_causes, n_bands, order_classes, max_gap):
-    """One day. Returns (flows, buys, referred, unsubscribes, gaps) as dicts keyed by
-    tuples; flows, buys and referred are keyed by segment * n_bands + band."""
-    flows, buys, referred, unsubs, gaps = {}, {}, {}, {}, {}
+    """One day. Returns (flows, buys, first_touch, unsubscribes, gaps) as dicts keyed by
+    tuples; flows, buys and first_touch are keyed by segment * n_bands + band first
+    (first_touch: conversions by the cause that acquired the customer, ``n_causes`` for
+    customers who started past unaware)."""
+    flows, buys, first_touch, unsubs, gaps = {}, {}, {}, {}, {}
 
     def bump(table, k):
         table[k] = table.get(k, 0) + 1
@@ -123,8 +125,7 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
                 c.permission = 1
             if s == 3:
                 c.converted = k
-                if c.acquired == 1:
-                    bump(referred, fb)
+                bump(first_touch, (fb, n_causes if c.acquired == 255 else c.acquired))
             if bought is not None:
                 bump(buys, (fb, bought))
                 c.revenue = float_add32(c.revenue, price[bought])
@@ -152,7 +153,7 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
             c.revenue = float_add32(c.revenue, price[o])
             c.clock = d
             order(c)
-    return flows, buys, referred, unsubs, gaps
+    return flows, buys, first_touch, unsubs, gaps
 
 
 def float_add32(a, b):

@@ -106,7 +106,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
         reach = channel_reach(cm, e.counts, e.stock, cm.budget[d], e.cells)
         t = day_tables(cm, e.counts, reach, d)
         gaps_before = e.history.gaps.copy()
-        flows, buys, referred, unsubs, gaps = naive.day(
+        flows, buys, first_touch, unsubs, gaps = naive.day(
             people,
             key,
             d,
@@ -130,7 +130,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
         h = e.history
         assert dict_of(h.flows[d]) == flows
         assert dict_of(h.offer_units[d]) == buys
-        assert dict_of(h.referred[d]) == {(k,): v for k, v in referred.items()}
+        assert dict_of(h.first_touch[d]) == first_touch
         assert dict_of(h.unsubscribes[d]) == unsubs
         assert dict_of(h.gaps - gaps_before) == gaps
         if e.cells is not None:  # tomorrow's audience cells, counted by the kernel

@@ -406,9 +406,9 @@ def compile_scenario(sc: Scenario) -> Compiled:
             continue
         saturation[c] = ch.saturation
         carryover[c] = ch.carryover
-        # a format-2 channel without pushes moves people by sessions (format-1 documents
-        # have no funnel figures and no shop conversion, so theirs stay push channels)
-        funnel[c] = not ch.pushes and (bool(conv.any()) or _has_funnel_figures(ch))
+        # a channel without pushes moves people by sessions (an upgraded format-1 channel
+        # without pushes gets landing_rate 0: it spends and moves nobody, as before)
+        funnel[c] = not ch.pushes
         aud = audiences.get(c)
         size = aud.size if isinstance(aud, Audience) else ch.audience if ch.pricing != "per_send" else None
         if funnel[c] or isinstance(aud, Audience):
@@ -482,12 +482,6 @@ def compile_scenario(sc: Scenario) -> Compiled:
     )
 
 
-def _has_funnel_figures(ch) -> bool:
-    return any(getattr(ch, k, None) is not None for k in ("ctr", "open_rate", "click_rate")) or bool(
-        getattr(ch, "aware_per_impression", 0.0)
-    )
-
-
 def _audience_mask(ch, aud, lay: Layout, G, W, cell_band, cell_perm, band_index) -> np.ndarray:
     """1 where a (segment, flag cell, column) is in a channel's audience."""
     if isinstance(aud, Audience) and aud.stages is not None:
@@ -530,9 +524,9 @@ def _funnel_effect(ch, conv: np.ndarray, effect: np.ndarray, rates: np.ndarray) 
         rates[:] = (np.nan, ch.landing_rate, ch.open_rate if ch.open_rate is not None else np.nan,
                     ch.click_rate if ch.click_rate is not None else np.nan)
     else:  # fixed: contacts are sessions
-        chain = 1.0
-        effect[UNAWARE] = 1.0
-        rates[:] = (np.nan, 1.0, np.nan, np.nan)
+        chain = ch.landing_rate
+        effect[UNAWARE] = chain
+        rates[:] = (np.nan, chain, np.nan, np.nan)
     for s in range(AWARE, PROMOTER):
         effect[s] = chain * conv[s]
     effect[LAPSED] = chain  # a lapsed person who visits again is back (reactivation to aware)

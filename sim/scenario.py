@@ -90,12 +90,13 @@ class Shape(Strict):
         return SHAPE_BREAKS
 
     def survival(self, t: float) -> float:
-        from scipy import stats
+        if self.shape == "weibull":
+            cdf = -math.expm1(-((t / self.scale_days) ** self.k))
+        else:
+            from scipy.special import gammainc  # the regularised lower incomplete gamma: gamma's CDF
 
-        dist = stats.weibull_min(self.k, scale=self.scale_days) if self.shape == "weibull" else stats.gamma(
-            self.k, scale=self.scale_days
-        )
-        return 1.0 - self.share * float(dist.cdf(t))
+            cdf = float(gammainc(self.k, t / self.scale_days))
+        return 1.0 - self.share * cdf
 
     def daily_at(self, day: int) -> float:
         """The daily probability in the bucket holding ``day`` (constant within it)."""
@@ -376,6 +377,7 @@ class FixedChannel(_Reach):
     contacts_per_day: NonNegative
     audience: AudienceField = None
     schedule: list[FixedPeriod] = Field(default_factory=list)
+    landing_rate: Probability = 1.0  # contacts that are sessions on the shop
 
     @field_validator("schedule")
     @classmethod
@@ -676,6 +678,10 @@ def upgrade(raw: dict, source: str | None = None) -> dict:
                     "unknown key (not part of scenario format 1; write format = 2 to use it)",
                     f"channels.{name}.{key}", ch[key], source,
                 )
+        if ch.get("pricing") != "commission" and not ch.get("pushes"):
+            # format 1: a channel without pushes moves nobody (it only spends); in format
+            # 2 it would bring sessions, so it keeps moving nobody: no sessions land
+            ch["landing_rate"] = 0.0
         if isinstance(ch.get("audience"), dict):
             raise ScenarioError(
                 "an audience table is not part of scenario format 1; write format = 2 to use it",
@@ -721,6 +727,13 @@ def upgrade_file(path, text: str) -> str:
     up = upgrade(raw, source)
     if {k: v for k, v in up.items() if k != "format"} != {k: v for k, v in raw.items() if k != "format"}:
         for name, ch in (raw.get("channels") or {}).items():
+            if ch.get("pricing") != "commission" and "landing_rate" in up["channels"][name]:
+                raise ScenarioError(
+                    "this channel has no pushes: in format 1 it only spends, in format 2 it would bring sessions; "
+                    "add landing_rate = 0.0 to it to keep it moving nobody (format 2 still reads this file as it is)",
+                    f"channels.{name}",
+                    source=source,
+                )
             if ch.get("pricing") == "commission" and ch.get("pushes") != up["channels"][name].get("pushes"):
                 raise ScenarioError(
                     "a referral programme can no longer push people before advocate in format 2; move the push "
@@ -780,6 +793,29 @@ def load_scenario(
     return validate_scenario(raw, source=str(p))
 
 
+def override(sc: Scenario, overrides: dict[str, Any] | None, source: str | None = None) -> Scenario:
+    """``sc`` with dotted-path overrides, validated again: the rules of a study's
+    overrides (and of ``cvj run --set``). Every path must name a field the scenario has
+    once its defaults are filled in (``channels.email.daily_budget``, ``market.seed``),
+    so a typo is an error rather than a new key.
+
+    Raises
+    ------
+    ScenarioError
+        With the override's path when it names no field or its value is invalid.
+    """
+    if not overrides:
+        return sc
+    # model_dump keeps the file's order of segments and channels (it changes the run)
+    resolved = sc.model_dump(mode="json")
+    for key, value in overrides.items():
+        try:
+            apply_overrides(resolved, {key: value}, must_exist=True)
+        except ScenarioError as exc:
+            raise ScenarioError(exc.reason, key, value, source) from None
+    return validate_scenario(apply_overrides(resolved, overrides, must_exist=True), source=source)
+
+
 def scenario_from_json(text: str) -> Scenario:
     """Rebuild a scenario from its canonical JSON (as stored in Parquet metadata)."""
     return validate_scenario(json.loads(text), source="<json>")
@@ -792,6 +828,7 @@ __all__ = [
     "apply_overrides",
     "default_scenario_path",
     "load_scenario",
+    "override",
     "read_toml",
     "scenario_from_json",
     "upgrade",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import MAX_DWELL, PRICING_CODE, Compiled, channel_reach, day_tables
 from .errors import ResourceError
+from .model import MAX_DWELL, PRICING_CODE, Compiled, channel_reach, day_tables
 from .stages import CAUSE_REFERRAL, LAPSED, N_STAGES, PROMOTER
 
 #: repeat orders are counted by earlier orders (1 .. ORDER_CLASSES - 1, the last class
@@ -338,17 +338,17 @@ def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: in
         row = dict.fromkeys(FUNNEL, 0.0)
         row["audience"] = reach.members[c]
         if code == PRICING_CODE["cpm"]:
-            row["impressions"] = n = int(round(units))
+            row["impressions"] = n = round(units)
             if not np.isnan(ctr[c]):
                 row["clicks"] = k = int(rng.binomial(n, ctr[c]))
                 row["sessions"] = int(rng.binomial(k, landing[c]))
         elif code == PRICING_CODE["cpc"]:
-            row["clicks"] = k = int(round(units))
+            row["clicks"] = k = round(units)
             if not np.isnan(ctr[c]) and ctr[c] > 0:
                 row["impressions"] = round(k / ctr[c])
             row["sessions"] = int(rng.binomial(k, landing[c])) if not np.isnan(landing[c]) else k
         elif code == PRICING_CODE["per_send"]:
-            row["sends"] = n = int(round(units))
+            row["sends"] = n = round(units)
             o = row["opens"] = int(rng.binomial(n, open_rate[c])) if not np.isnan(open_rate[c]) else 0
             if not np.isnan(click_rate[c]):
                 if o and open_rate[c] >= click_rate[c] > 0:

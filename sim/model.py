@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-
 from statistics import NormalDist
 
 import numpy as np
@@ -293,7 +292,7 @@ def compile_scenario(sc: Scenario) -> Compiled:
         for rate in repeat_rates:
             breaks[s].update(rate_breaks(rate))
     audiences = {}
-    for c, (cname, ch) in enumerate(sc.channels.items()):
+    for c, (_cname, ch) in enumerate(sc.channels.items()):
         aud = getattr(ch, "audience", None)
         if isinstance(aud, Audience):
             audiences[c] = aud
@@ -585,7 +584,7 @@ def channel_reach(
         if code == PRICING_CODE["commission"]:
             response[c] = 1.0
             continue
-        if cm.funnel[c] or cells is not None and cm.mask[c].min() < 1:
+        if cm.funnel[c] or (cells is not None and cm.mask[c].min() < 1):
             in_audience = float((cells * cm.mask[c]).sum())
             cap = cm.audience[c]
             aud = min(in_audience, cap) if cap > 0 else in_audience

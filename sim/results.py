@@ -16,9 +16,7 @@ from .registry import RUN_TABLES, SUMMARY_KEYS, kpi, names
 from .stages import (
     ADL_PHASE,
     AIDA_PHASE,
-    EXCITED,
     LAPSED,
-    OFFER_CORE,
     OFFER_ENTRY,
     OFFER_LEAD_MAGNET,
     PROMOTER,
@@ -311,4 +309,16 @@ def channel_funnel(channels_table: pa.Table) -> list[dict]:
     return out
 
 
-__all__ = ["TABLES", "channel_funnel", "channels", "customers", "orders", "daily_stages", "finance", "money", "summary", "summary_table", "transitions"]
+__all__ = [
+    "TABLES",
+    "channel_funnel",
+    "channels",
+    "customers",
+    "daily_stages",
+    "finance",
+    "money",
+    "orders",
+    "summary",
+    "summary_table",
+    "transitions",
+]

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import math
 import os
+from datetime import date
 from importlib import resources
 from pathlib import Path
-from datetime import date
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -58,7 +59,7 @@ class Piecewise(Strict):
     daily: list[Probability]
 
     @model_validator(mode="after")
-    def _check(self) -> "Piecewise":
+    def _check(self) -> Piecewise:
         if len(self.from_days) != len(self.daily) or not self.daily:
             raise ValueError("from_days and daily must be lists of the same, non-zero length")
         if self.from_days[0] != 0:
@@ -113,7 +114,7 @@ class Shape(Strict):
 
 
 #: a daily chance: a constant, a piecewise profile by days since the last activity, or a shape
-Rate = Union[Probability, Piecewise, Shape]
+Rate = Probability | Piecewise | Shape
 
 
 def rate_breaks(rate) -> tuple[int, ...]:
@@ -149,7 +150,7 @@ class Market(Strict):
     initial_stages: dict[str, Probability] = Field(default_factory=lambda: {"unaware": 1.0})
 
     @model_validator(mode="after")
-    def _sample(self) -> "Market":
+    def _sample(self) -> Market:
         if self.sample is not None and self.sample > self.customers:
             raise At("market.sample", self.sample, f"a sample cannot be larger than the market ({self.customers:,} customers)")
         return self
@@ -320,13 +321,13 @@ def _check_periods(periods):
     for a, b in spans:
         if a > b:
             raise ValueError(f"a period runs from day {a} to day {b}: from_day must not be after to_day")
-    for (a1, b1), (a2, b2) in zip(spans, spans[1:]):
+    for (a1, b1), (a2, b2) in itertools.pairwise(spans):
         if a2 <= b1:
             raise ValueError(f"periods {a1}-{b1} and {a2}-{b2} overlap")
     return periods
 
 
-AudienceField = Union[Annotated[int, Field(gt=0)], Audience, None]
+AudienceField = Annotated[int, Field(gt=0)] | Audience | None
 
 
 class CpmChannel(_Bought):
@@ -391,7 +392,7 @@ class CommissionChannel(_ChannelBase):
 
 
 Channel = Annotated[
-    Union[CpmChannel, CpcChannel, PerSendChannel, FixedChannel, CommissionChannel],
+    CpmChannel | CpcChannel | PerSendChannel | FixedChannel | CommissionChannel,
     Field(discriminator="pricing"),
 ]
 PRICING_MODELS = ("cpm", "cpc", "per_send", "fixed", "commission")
@@ -515,7 +516,7 @@ class Scenario(Strict):
     offers: Offers
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Scenario":
+    def _consistent(self) -> Scenario:
         if not self.segments:
             raise At("segments", None, "at least one segment is needed")
         if len(self.segments) > MAX_SEGMENTS:

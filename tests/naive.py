@@ -34,8 +34,19 @@ def unit(bits):
 
 class Customer:
     __slots__ = (
-        "stage", "segment", "level", "band", "permission", "orders", "clock", "last_order",
-        "acquired", "converted", "revenue", "reached", "reached_by",
+        "acquired",
+        "band",
+        "clock",
+        "converted",
+        "last_order",
+        "level",
+        "orders",
+        "permission",
+        "reached",
+        "reached_by",
+        "revenue",
+        "segment",
+        "stage",
     )
 
 

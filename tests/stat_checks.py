@@ -8,21 +8,21 @@ dependence between the tests). Tolerances are computed from sample sizes, never 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from cvj.scenario import read_toml, validate_scenario
+from cvj.stages import STAGES
 
 #: the handbag shop in scenario format 1 (memoryless customers, channels as daily
 #: pushes): the model the closed forms and the Mesa reference are written for
 CLASSIC = Path(__file__).resolve().parents[1] / "scenarios" / "handbag_shop_format1.toml"
-from cvj.stages import STAGES
 
 #: family-wise error rate of every statistical family in these tests
 FAMILY_ALPHA = 0.001

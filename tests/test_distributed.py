@@ -349,7 +349,8 @@ def test_an_unreachable_scheduler_is_a_clear_error():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"), dask_executor(f"tcp://127.0.0.1:{port}", timeout=2):
+    unreachable = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"), dask_executor(unreachable, timeout=2):
         pass
 
 

@@ -82,10 +82,14 @@ def scenarios(draw):
             "lapse": _stage_probs(draw, JOURNEY[1:]),
             "reactivation": draw(probability),
         },
-        "referrals": {"rates": {k: draw(st.floats(0.0, 2.0)) for k in draw(st.lists(st.sampled_from(JOURNEY), unique=True, max_size=3))}},
+        "referrals": {
+            "rates": {k: draw(st.floats(0.0, 2.0)) for k in draw(st.lists(st.sampled_from(JOURNEY), unique=True, max_size=3))}
+        },
         "offers": {
             "lead_magnet": {"unit_cost": draw(money_amount)},
-            "entry": {"price": draw(money_amount), "unit_cost": draw(money_amount), "price_sensitivity": draw(st.floats(0.0, 0.1))},
+            "entry": {
+                "price": draw(money_amount), "unit_cost": draw(money_amount), "price_sensitivity": draw(st.floats(0.0, 0.1))
+            },
             "core": {
                 "price": draw(money_amount),
                 "unit_cost": draw(money_amount),

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 import cvj
 from cvj import kernels
 from cvj.engine import MAX_GAP, ORDER_CLASSES, Engine
-from cvj.model import MAX_DWELL
-from cvj.model import channel_reach, compile_scenario, day_tables
+from cvj.model import MAX_DWELL, channel_reach, compile_scenario, day_tables
 
 from . import naive
 from .stat_checks import CLASSIC

@@ -135,5 +135,5 @@ def test_goals_met_means_no_correction():
 
 def test_unknown_marketer_channel_is_an_error():
     sc = two_channel_scenario("alpha")
-    with pytest.raises(ScenarioError, match="marketer.channel_caps.gamma"):
+    with pytest.raises(ScenarioError, match=r"marketer\.channel_caps\.gamma"):
         JourneyModel(compile_scenario(sc), 0, MarketerSettings(channel_caps={"gamma": 5.0}))

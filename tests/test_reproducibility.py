@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from cvj import kernels
 import cvj
+from cvj import kernels
 from tests.stat_checks import NO_JIT
 
 CUSTOMERS = 40_000 if NO_JIT else 100_000

@@ -118,7 +118,9 @@ def test_invalid_study_is_a_clear_error(name):
     assert "\n" not in text
 
 
-@pytest.mark.parametrize("name", ["unknown_base.toml", "unknown_override_field.toml", "wrong_type.toml", "zero_replications.toml"])
+@pytest.mark.parametrize(
+    "name", ["unknown_base.toml", "unknown_override_field.toml", "wrong_type.toml", "zero_replications.toml"]
+)
 def test_invalid_study_through_the_cli(name, tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["compare", str(INVALID / name), "--out", str(out)])
@@ -252,7 +254,8 @@ def test_cli_compare_writes_a_partitioned_dataset(small_study, tmp_path):
         assert t.schema.field("replication").type == pa.int32()
         assert sorted(set(t.column("variant").to_pylist())) == ["dear", "free", "mid"]
         n = duckdb.sql(
-            f"select count(distinct (variant, replication)) from read_parquet('{out / name}/**/*.parquet', hive_partitioning = true)"
+            "select count(distinct (variant, replication)) "
+            f"from read_parquet('{out / name}/**/*.parquet', hive_partitioning = true)"
         ).fetchall()[0][0]
         assert n == 9
     runs = pq.read_table(out / "runs")
@@ -268,7 +271,11 @@ def test_cli_compare_writes_a_partitioned_dataset(small_study, tmp_path):
     assert manifest["study_sha256"] == cvj.study.output.study_sha256(load_study(small_study))
     # the stored daily stages are the runs' own
     stages = ds.dataset(out / "daily_stages", format="parquet", partitioning="hive").to_table()
-    last = stages.filter(pc.equal(stages.column("day"), 40)).group_by(["variant", "replication"]).aggregate([("customers", "sum")])
+    last = (
+        stages.filter(pc.equal(stages.column("day"), 40))
+        .group_by(["variant", "replication"])
+        .aggregate([("customers", "sum")])
+    )
     assert last.num_rows == 9 and set(last.column("customers_sum").to_pylist()) == {4000}
 
 

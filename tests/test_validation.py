@@ -42,7 +42,7 @@ def test_there_is_one_file_per_failure_mode():
 
 
 def test_missing_file():
-    with pytest.raises(ScenarioError, match="no such file: /nonexistent/x.toml"):
+    with pytest.raises(ScenarioError, match=r"no such file: /nonexistent/x\.toml"):
         load_scenario("/nonexistent/x.toml")
 
 
@@ -67,7 +67,7 @@ def test_canonical_json_round_trip():
 
 
 def test_memory_estimate_refuses_up_front():
-    with pytest.raises(ResourceError, match="market.customers"):
+    with pytest.raises(ResourceError, match=r"market\.customers"):
         check_memory(10**9, budget=2**30)
     check_memory(10**6, budget=2**30)
 

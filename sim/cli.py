@@ -27,7 +27,6 @@ from .engine import CUSTOMERS_TABLE_BYTES
 from .errors import ClusterError, CvjError
 from .names import escape
 from .output import AtomicDir
-from .registry import SUMMARY_KEYS, kpi
 from .scenario import default_scenario_path, load_scenario
 from .version import __version__
 
@@ -122,11 +121,72 @@ def _overrides(seed, customers, days) -> dict:
     return o
 
 
+def _sets(values: tuple[str, ...]) -> dict:
+    """``--set KEY=VALUE`` options as overrides: VALUE is a TOML value (``80``,
+    ``0.5``, ``true``, ``"text"``, ``[1, 2]``, ``{ size = 5 }``), parsed by tomllib,
+    never evaluated; the last of a repeated KEY wins."""
+    import tomllib
+
+    out = {}
+    for item in values:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. channels.email.daily_budget=80", param_hint="--set")
+        try:
+            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise click.BadParameter(
+                f"{item!r}: {text.strip()!r} is not a TOML value (numbers as 80 or 0.5, text in quotes: "
+                f"KEY='\"text\"', lists as [1, 2])",
+                param_hint="--set",
+            ) from None
+    return out
+
+
+def _scenario(path: Path, overrides: dict, sets: tuple[str, ...]):
+    """The scenario file with the command's overrides, then ``--set`` (study rules)."""
+    from .scenario import override
+
+    return override(load_scenario(path, overrides), _sets(sets), source="--set")
+
+
+_SET_HELP = (
+    "Override a scenario field by dotted path, e.g. channels.email.daily_budget=80 (VALUE is TOML; the field must "
+    "exist, as in a study's overrides). Repeatable."
+)
+_QUIET_HELP = "Silence one kind of warning (budget-not-binding, suspicious-unit, ... or all). Repeatable."
+#: where every command's help points for the scenario's keys
+_REFERENCE = "Scenario reference: docs/model.md in the cvj source (every key, what it means, how the model uses it)."
+
+
+def _print_warnings(warnings) -> None:
+    from .console import warning_lines
+
+    for line in warning_lines(warnings):
+        err.print(line)
+
+
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-def validate(scenario: Path) -> None:
-    """Check a scenario file and print what it describes."""
-    sc = load_scenario(scenario)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--quiet-warning", "quiet_warnings", multiple=True, metavar="NAME", help=_QUIET_HELP)
+def validate(scenario: Path, sets, quiet_warnings) -> None:
+    """Check a scenario file and print what it describes; warnings (a budget that can
+    never be spent, an audience larger than the market, a push no one can receive, an
+    offer no one can reach, a figure in the wrong unit) go to stderr.
+
+    \b
+    Examples:
+      cvj validate scenarios/default.toml
+      cvj validate scenarios/default.toml --set market.customers=20000 --quiet-warning suspicious-unit
+
+    Scenario reference: docs/model.md in the cvj source.
+    """
+    from .checks import check_names, check_scenario, shown
+
+    quiet = check_names(quiet_warnings)
+    sc = _scenario(scenario, {}, sets)
     from .engine import check_memory
 
     check_memory(sc.market.simulated)
@@ -137,6 +197,7 @@ def validate(scenario: Path) -> None:
         f"{len(sc.channels)} channels ({', '.join(sc.channels) or 'none'}), "
         f"{len(sc.offers.upsells)} upsells; sha256 {sc.sha256()[:12]}"
     )
+    _print_warnings(shown(check_scenario(sc), quiet))
 
 
 @main.command()
@@ -157,17 +218,32 @@ def validate(scenario: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--quiet-warning", "quiet_warnings", multiple=True, metavar="NAME", help=_QUIET_HELP)
 def run(scenario, out_dir, seed, customers, sample, days, replications, first, threads, customers_table, force, quiet,
-        make_report):
-    """Simulate SCENARIO (default: the bundled handbag shop) and print its KPIs."""
+        make_report, sets, quiet_warnings):
+    """Simulate SCENARIO (default: the bundled handbag shop) and print its KPIs: the
+    value of one replication, or the mean and 95% CI over several, and each channel's
+    figures (spend, sessions, moves, customers and CAC by first and last touch).
+    Warnings go to stderr and into DIR/_cvj.json; they never change the tables.
+
+    \b
+    Examples:
+      cvj run --out results
+      cvj run scenarios/default.toml --sample 100000 --replications 5 --set channels.email.daily_budget=80
+
+    Scenario reference: docs/model.md in the cvj source.
+    """
+    from .checks import check_names
     from .engine import check_memory
     from .run import run as run_scenario
 
     if make_report and out_dir is None:
         _fail("--report needs --out (the report is written to DIR/report)")
 
+    quiet_names = check_names(quiet_warnings)
     path = scenario if scenario is not None else default_scenario_path()
-    sc = load_scenario(path, {**_overrides(seed, customers, days), **({"market.sample": sample} if sample else {})})
+    sc = _scenario(path, {**_overrides(seed, customers, days), **({"market.sample": sample} if sample else {})}, sets)
     check_memory(sc.market.simulated, customers_table, replications=replications)
     target = AtomicDir(out_dir, force=force) if out_dir is not None else None  # fail early, before simulating
     try:
@@ -181,6 +257,7 @@ def run(scenario, out_dir, seed, customers, sample, days, replications, first, t
                 threads=threads,
                 customers_table=customers_table,
                 progress=lambda done, total: bar.update(task, completed=done),
+                quiet_warnings=quiet_names,
             )
         wall = time.perf_counter() - t0
         if target is not None:
@@ -190,8 +267,12 @@ def run(scenario, out_dir, seed, customers, sample, days, replications, first, t
         if target is not None:
             target.abort()
     cdays = len(reps) * sc.market.simulated * sc.market.days
-    _print_summary(res.summary.to_pylist(), sc.currency)
+    from .console import kpi_summary
+
+    for item in kpi_summary(res.summary.to_pylist(), sc.currency):
+        out.print(item)
     _print_funnel(res.tables["channels"], sc.currency)
+    _print_warnings(res.shown_warnings)
     where = f"; tables in {target.target}" if target is not None else ""
     err.print(f"{cdays:,} customer-days in {wall:.2f} s ({cdays / wall / 1e6:,.0f}M/s){where}")
     if make_report:
@@ -218,17 +299,6 @@ def _fmt(v, money=False, cur=""):
     if isinstance(v, float):
         return f"{v:,.2f}" if not money else f"{v:,.0f} {cur}"
     return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _print_summary(rows: list[dict], currency: str) -> None:
-    keys = [k for k in rows[0] if k not in SUMMARY_KEYS]
-    t = Table(title=f"KPIs: {rows[0]['scenario']} (seed {rows[0]['seed']})", title_justify="left")
-    t.add_column("kpi")
-    for r in rows:
-        t.add_column(f"rep {r['replication']}", justify="right")
-    for k in keys:
-        t.add_row(k, *[_fmt(r[k], kpi(k).money, currency) for r in rows])
-    out.print(t)
 
 
 def _print_funnel(channels, currency: str) -> None:
@@ -266,6 +336,21 @@ def _print_funnel(channels, currency: str) -> None:
                 pct(r["click_rate"]), pct(r["unsubscribe_rate"]), num(r["sessions"]), num(r["moves"]),
             )
         out.print(t)
+    touched = [r for r in rows if r.get("first_touch_customers") is not None and r["channel"]]
+    if touched:
+        t = Table(title=f"Channels: customers by touch model (CAC in {currency})", title_justify="left")
+        for col in ("channel", "spend", "moves", "first touch", "CAC", "last touch", "CAC"):
+            t.add_column(col, justify="left" if col == "channel" else "right")
+        for r in touched:
+            t.add_row(
+                r["channel"], f"{r['spend']:,.0f}", num(r["moves"]), f"{r['first_touch_customers']:,.1f}".removesuffix(".0"),
+                _fmt(r["cac_first_touch"]), f"{r['last_touch_customers']:,.1f}".removesuffix(".0"), _fmt(r["cac_last_touch"]),
+            )
+        out.print(t)
+        out.print(
+            "first touch: customers (entry-offer buyers) the channel made aware; last touch: those whose purchase it "
+            "caused. Neither is what the channel adds: cvj attribute measures that."
+        )
 
 
 def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
@@ -303,7 +388,16 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     """Run every variant x replication of STUDY with common random numbers and compare them.
 
     Runs go to local worker processes (--workers), a Dask cluster (--scheduler) or a
-    local Dask cluster (--dask-workers); the tables are the same.
+    local Dask cluster (--dask-workers); the tables are the same. A KPI that can be
+    undefined (payback_day, cac, roas, ltv) is compared where both runs have it, and
+    the verdict says in how many replications each variant had it.
+
+    \b
+    Examples:
+      cvj compare scenarios/compare_entry_offers.toml --out studies/entry_offers --target-halfwidth 2000
+      cvj compare scenarios/compare_budgets.toml --replications 4 --workers 2
+
+    Scenario reference: docs/model.md in the cvj source; study files: README.md.
     """
     from .console import study_report
     from .study import compare as compare_study
@@ -378,8 +472,10 @@ def upgrade(scenario: Path, out_file: Path | None) -> None:
 
     \b
     Examples:
-      cvj upgrade old.toml --out new.toml
-      cvj upgrade old.toml | less
+      cvj upgrade scenarios/handbag_shop_format1.toml --out shop2.toml
+      cvj upgrade scenarios/handbag_shop_format1.toml | less
+
+    Scenario reference: docs/model.md in the cvj source.
     """
     from .documents import read_text
     from .scenario import upgrade_file
@@ -396,6 +492,116 @@ def upgrade(scenario: Path, out_file: Path | None) -> None:
     err.print(f"wrote {out_file} (format 2)")
 
 
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--replications", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Replications of the base run and of every counterfactual (paired by replication).")
+@click.option("--step", type=click.FloatRange(min=0.0, max=1.0, max_open=True), default=0.1, show_default=True,
+              help="Cut of each budget for the marginal ROAS (0: no marginal runs).")
+@click.option("--out", "out_dir", type=click.Path(), help="Write the attribution, runs and paths tables here (Parquet).")
+@click.option("--touch-paths", is_flag=True,
+              help="Also write one row per customer-touch of the base runs (DIR/touch_paths, for MTA tools; needs --out).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes (default: one per core).")
+@click.option("--threads", type=click.IntRange(min=1), help="Kernel threads per worker (default: cores / workers).")
+@click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj attribute.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet-warning", "quiet_warnings", multiple=True, metavar="NAME", help=_QUIET_HELP)
+def attribute(scenario, replications, step, out_dir, touch_paths, sets, workers, threads, force, quiet, quiet_warnings):
+    """Which channel really works? Each channel's true incremental value against what
+    attribution models claim.
+
+    Runs SCENARIO (default: the bundled handbag shop) and, with common random numbers,
+    every channel switched off and every budget cut by --step; prints per channel the
+    conversions, revenue, profit, CAC, ROAS and marginal ROAS it really adds (paired
+    95% CIs) beside what first touch, last touch, linear and Markov removal-effect
+    attribution claim from the same simulated journeys.
+
+    \b
+    Examples:
+      cvj attribute --replications 10 --out attribution
+      cvj attribute scenarios/default.toml --set market.sample=100000 --replications 4 --step 0.2
+
+    Scenario reference: docs/model.md in the cvj source.
+    """
+    from .attribution import attribute as run_attribution
+    from .checks import check_names, shown
+    from .console import attribution_report
+
+    if touch_paths and out_dir is None:
+        _fail("--touch-paths needs --out (one row per customer-touch is written to DIR/touch_paths)")
+    quiet_names = check_names(quiet_warnings)
+    sc = _scenario(scenario if scenario is not None else default_scenario_path(), {}, sets)
+    target = AtomicDir(out_dir, force=force, kind="attribution") if out_dir is not None else None  # fail early
+    if target is not None:
+        target.abort()  # only checked here: the result writes its own
+    t0 = time.perf_counter()
+    with _progress(quiet, unit="run") as bar:
+        task = bar.add_task("attributing", total=None)
+
+        def progress(n, total):
+            bar.update(task, completed=n, total=total)
+
+        res = run_attribution(sc, replications=replications, step=step, touch_paths=touch_paths, workers=workers,
+                              threads=threads, progress=progress)
+    wall = time.perf_counter() - t0
+    where = ""
+    if out_dir is not None:
+        where = f"; tables in {res.write(out_dir, force=force, quiet=quiet_names)}"
+    page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
+    for item in attribution_report(res):
+        page.print(item)
+    _print_warnings(shown(res.warnings, quiet_names))
+    runs = len(res.study.variants) * replications
+    err.print(f"{runs} runs in {wall:.1f} s{where}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the scenario here (default: NAME.toml).")
+def init(name: str, out_file: Path | None) -> None:
+    """Write a commented starter scenario (format 2) called NAME to NAME.toml: a small
+    shop with paid social, search ads, email and SEO that validates and runs as it is.
+
+    \b
+    Examples:
+      cvj init my-shop && cvj run my-shop.toml --replications 5
+      cvj init "Boutique B2B" --out boutique.toml
+
+    Scenario reference: docs/model.md in the cvj source.
+    """
+    import json
+    import re
+    from importlib import resources
+
+    from .names import check_label, name_problem
+
+    try:
+        check_label(name)
+    except ValueError as exc:
+        _fail(f"NAME = {name!r}: {exc}")
+    if out_file is None:
+        problem = name_problem(name)
+        if problem is not None:
+            _fail(f"NAME = {name!r}: {problem} (NAME.toml is the file name; or give --out FILE)")
+        out_file = Path(f"{name}.toml")
+    if out_file.exists() or out_file.is_symlink():
+        _fail(f"{out_file} already exists; choose another NAME or --out (cvj init never overwrites a file)")
+    text = resources.files("cvj.scenarios").joinpath("starter.toml").read_text(encoding="utf-8")
+    # the name as a TOML basic string (JSON's escapes are TOML's)
+    text = re.sub(r'(?m)^name = "starter"$', lambda m: f"name = {json.dumps(name, ensure_ascii=False)}", text, count=1)
+    text = text.replace("THIS_FILE", escape(str(out_file)))  # in a comment: one line, whatever the path holds
+    try:
+        with open(out_file, "x", encoding="utf-8") as fh:  # "x": never replace a file that appeared meanwhile
+            fh.write(text)
+    except FileExistsError:
+        _fail(f"{out_file} already exists; choose another NAME or --out (cvj init never overwrites a file)")
+    except OSError as exc:
+        _fail(f"cannot write {out_file}: {exc.strerror or exc}")
+    err.print(f"wrote {out_file}: scenario {name!r} (format 2); check it with cvj validate {out_file}")
+
+
 @main.command("report")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write the report here instead of DIRECTORY/report.")
@@ -404,6 +610,13 @@ def report_command(directory, out_dir):
 
     DIRECTORY/report/index.html is one self-contained page (it opens without a network);
     beside it are a PNG and a CSV of every chart.
+
+    \b
+    Examples:
+      cvj run --out results && cvj report results
+      cvj report studies/entry_offers --out entry_offers_report
+
+    Scenario reference: docs/model.md in the cvj source.
     """
     _write_report(directory, out_dir, out)
 

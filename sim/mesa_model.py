@@ -284,6 +284,8 @@ class JourneyModel(mesa.Model):
         Random stream with the scenario's seed (the same as ``cvj run --replication``).
     marketer : MarketerSettings, optional
         Default: the ``fixed`` policy (the scenario's plan, unchanged).
+    track_customers : bool
+        Also keep what the customers table needs (:meth:`tables` then returns it).
 
     Examples
     --------
@@ -292,13 +294,19 @@ class JourneyModel(mesa.Model):
     >>> tables = m.tables()      # daily_stages, transitions, finance, summary, budget_moves, kpis_daily
     """
 
-    def __init__(self, compiled: Compiled, replication: int = 0, marketer: MarketerSettings | None = None):
+    def __init__(
+        self,
+        compiled: Compiled,
+        replication: int = 0,
+        marketer: MarketerSettings | None = None,
+        track_customers: bool = False,
+    ):
         super().__init__(rng=[int(compiled.seed), int(replication)])
         self.compiled = compiled
         self.replication = int(replication)
         self.settings = marketer or MarketerSettings()
         _check_settings(self.settings, compiled)
-        self.engine = Engine(compiled, replication=self.replication)
+        self.engine = Engine(compiled, replication=self.replication, track_customers=track_customers)
         caps = self.settings.channel_caps
         self.channels = [
             ChannelAgent(self, i, name, float(caps.get(name, math.inf)))
@@ -425,9 +433,12 @@ def _check_settings(s: MarketerSettings, cm: Compiled) -> None:
             raise ScenarioError("a cap cannot be negative", f"marketer.channel_caps.{n}", cap)
 
 
-def run_model(compiled: Compiled, replication: int = 0, marketer: MarketerSettings | None = None) -> dict[str, pa.Table]:
-    """Run a :class:`JourneyModel` to the horizon and return its tables."""
-    m = JourneyModel(compiled, replication, marketer)
+def run_model(
+    compiled: Compiled, replication: int = 0, marketer: MarketerSettings | None = None, track_customers: bool = False
+) -> dict[str, pa.Table]:
+    """Run a :class:`JourneyModel` to the horizon and return its tables (with
+    ``track_customers``, the customers table too)."""
+    m = JourneyModel(compiled, replication, marketer, track_customers)
     m.run_model()
     return m.tables()
 

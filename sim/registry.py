@@ -34,12 +34,19 @@ class Kpi:
         The direction in which a variant is better (cost, CAC, payback day: lower).
     money : bool
         In the scenario's currency.
+    defined_as : str
+        What a run whose value is defined did (``"pays back"``), for "pays back in 6
+        of 10 replications"; empty for a KPI that is always defined.
+    undefined_as : str
+        Why a value is undefined, as the answer ("never pays back within the horizon").
     """
 
     name: str
     type: pa.DataType
     lower_is_better: bool = False
     money: bool = False
+    defined_as: str = ""
+    undefined_as: str = ""
 
 
 #: the identifying columns of ``summary``, before the KPIs
@@ -60,9 +67,12 @@ FIXED_KPIS = (
     Kpi("cost", _F, lower_is_better=True, money=True),
     Kpi("profit", _F, money=True),
     Kpi("conversions", _I),
-    Kpi("cac", _F, lower_is_better=True),
-    Kpi("roas", _F),
-    Kpi("payback_day", pa.int32(), lower_is_better=True),
+    Kpi("cac", _F, lower_is_better=True, defined_as="has conversions", undefined_as="no conversions"),
+    Kpi("roas", _F, defined_as="spends", undefined_as="no spend"),
+    Kpi(
+        "payback_day", pa.int32(), lower_is_better=True, defined_as="pays back",
+        undefined_as="never pays back within the horizon",
+    ),
     Kpi("front_end_profit", _F, money=True),
     Kpi("back_end_profit", _F, money=True),
 )
@@ -74,9 +84,13 @@ def kpis(segments: Iterable[str]) -> tuple[Kpi, ...]:
     """Every KPI of a run of a scenario with these segments, in column order."""
     return (
         *FIXED_KPIS,
-        *(Kpi(f"ltv_{g}", _F) for g in segments),
+        *(_ltv(f"ltv_{g}") for g in segments),
         *(Kpi(f"end_{s}", _I, lower_is_better=s in _BAD_END) for s in STAGES),
     )
+
+
+def _ltv(name: str) -> Kpi:
+    return Kpi(name, _F, defined_as="has conversions in the segment", undefined_as="no conversions in the segment")
 
 
 def kpi_names(segments: Iterable[str]) -> tuple[str, ...]:
@@ -90,7 +104,7 @@ def kpi(name: str) -> Kpi:
         if k.name == name:
             return k
     if name.startswith("ltv_"):
-        return Kpi(name, _F)
+        return _ltv(name)
     if name.startswith("end_") and name[4:] in STAGES:
         return Kpi(name, _I, lower_is_better=name[4:] in _BAD_END)
     raise KeyError(f"no KPI {name!r}")
@@ -132,6 +146,13 @@ CONTRASTS_SCHEMA = pa.schema(
         ("crn_variance_factor", pa.float64()),
         ("target_halfwidth", pa.float64()),
         ("replications_needed", pa.int64()),
+        # censoring: a KPI can be undefined in a run (never pays back, no conversions);
+        # ``n`` counts the pairs where both are defined, these say how many each had
+        ("replications", pa.int32()),
+        ("variant_defined", pa.int32()),
+        ("baseline_defined", pa.int32()),
+        ("defined_share_difference", pa.float64()),
+        ("defined_p_value", pa.float64()),
     ]
 )
 

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import results as R
+from .checks import ScenarioWarning, check_names, check_run, check_scenario, combine, manifest_entry, shown
 from .engine import Engine, check_memory, use_threads
 from .errors import ArgumentError
 from .model import Compiled, compile_scenario
@@ -43,12 +44,22 @@ def metadata(sc: Scenario, **extra: Any) -> dict[str, str]:
 
 @dataclass
 class RunResult:
-    """Tables of one or more replications of a scenario."""
+    """Tables of one or more replications of a scenario, and the warnings the scenario
+    and its tables give (:mod:`cvj.checks`; they never change the tables).
+    ``quiet_warnings`` names the kinds silenced: they are still listed, marked, in
+    ``_cvj.json``."""
 
     scenario: Scenario
     replications: tuple[int, ...]
     tables: dict[str, pa.Table] = field(default_factory=dict)
     parts: dict[int, dict[str, pa.Table]] = field(default_factory=dict)
+    warnings: list[ScenarioWarning] = field(default_factory=list)
+    quiet_warnings: tuple[str, ...] = ()
+
+    @property
+    def shown_warnings(self) -> list[ScenarioWarning]:
+        """The warnings not silenced."""
+        return shown(self.warnings, self.quiet_warnings)
 
     @property
     def summary(self) -> pa.Table:
@@ -76,6 +87,7 @@ class RunResult:
                 "replications": list(self.replications),
                 "tables": sorted({n for p in self.parts.values() for n in p}),
                 "version": __version__,
+                **manifest_entry(self.warnings, self.quiet_warnings),
             },
         )
 
@@ -127,6 +139,7 @@ def run(
     threads: int | None = None,
     customers_table: bool = False,
     progress: Progress | None = None,
+    quiet_warnings: Iterable[str] = (),
 ) -> RunResult:
     """Simulate a scenario.
 
@@ -146,25 +159,30 @@ def run(
     progress : callable(done, total), optional
         Called after every simulated day with the days simulated so far and the days
         to simulate, both counted over all replications.
+    quiet_warnings : iterable of str
+        Kinds of warning (:data:`cvj.checks.CHECKS`, or ``"all"``) to silence.
 
     Returns
     -------
     RunResult
-        ``tables`` maps table name to a ``pyarrow.Table`` with all replications.
+        ``tables`` maps table name to a ``pyarrow.Table`` with all replications;
+        ``warnings`` lists what :mod:`cvj.checks` finds in the scenario and the run.
     """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    quiet = check_names(quiet_warnings)
     reps = tuple(range(replications)) if isinstance(replications, int) else tuple(int(r) for r in replications)
     if not reps or min(reps) < 0:
         raise ArgumentError("must name at least one replication, all >= 0", "replications", list(reps))
     check_memory(sc.market.simulated, customers_table, replications=len(reps))
     cm = compile_scenario(sc)
     total = len(reps) * cm.days
-    res = RunResult(scenario=sc, replications=reps)
+    res = RunResult(scenario=sc, replications=reps, quiet_warnings=quiet)
     with use_threads(threads):
         for i, r in enumerate(reps):
             cb = None if progress is None else (lambda d, _D, i=i: progress(i * cm.days + d, total))
             res.parts[r] = simulate(cm, r, customers_table=customers_table, progress=cb)
     names = res.parts[reps[0]].keys()
     res.tables = {name: pa.concat_tables([res.parts[r][name] for r in reps]) for name in names}
+    res.warnings = combine(check_scenario(sc, cm), check_run(sc, res.tables, cm))
     return res
 

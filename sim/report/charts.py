@@ -918,10 +918,15 @@ def run_panels(d: RunData) -> list[Panel]:
 
 
 def verdict_word(text: str) -> str:
-    """``better (p < 0.001)`` -> ``better``; the category the forest plot colours."""
+    """``better (p < 0.001)`` -> ``better``; the category the forest plot colours. A
+    censored KPI's verdict (``pays back in 6 of 10 ...; where both: better ...``) is
+    read after its count; pairs identical in every replication are not significant."""
+    tail = text.rsplit("where both: ", 1)[-1]
     for word in ("better", "worse", "not significant"):
-        if text.startswith(word):
+        if tail.startswith(word):
             return word
+    if tail.startswith("identical"):
+        return "not significant"
     return "too few replications"
 
 

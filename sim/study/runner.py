@@ -32,6 +32,7 @@ from ..errors import ArgumentError, ClusterError
 from ..mesa_model import run_model
 from ..model import compile_scenario
 from ..scenario import validate_scenario
+from ..touch import path_counts
 from .output import StudyDir
 from .spec import Study, load_study, study_from_json, tasks_of
 from .stats import contrasts, ranking
@@ -60,7 +61,9 @@ def run_task(study: Study | str, variant: str, replication: int) -> dict[str, pa
     dict of pyarrow.Table
         ``daily_stages``, ``transitions``, ``finance``, ``summary`` (as ``cvj run``
         gives them for the variant's scenario and stream), ``budget_moves`` and
-        ``kpis_daily`` (the Mesa DataCollector's model-level KPIs).
+        ``kpis_daily`` (the Mesa DataCollector's model-level KPIs); for a variant of
+        ``study.tracked`` also ``touch_paths`` (:func:`cvj.touch.path_counts`) and, with
+        ``study.keep_customers``, ``customers``.
     """
     st = study_from_json(study) if isinstance(study, str) else study
     if variant not in st.variants:
@@ -69,7 +72,15 @@ def run_task(study: Study | str, variant: str, replication: int) -> dict[str, pa
         raise ArgumentError(f"must be in 0..{st.replications - 1}", "replication", replication)
     v = st.variants[variant]
     cm = _compiled(json.dumps(v.scenario.model_dump(mode="json"), separators=(",", ":")))
-    return run_model(cm, st.stream(variant, replication), v.marketer)
+    track = variant in st.tracked
+    tables = run_model(cm, st.stream(variant, replication), v.marketer, track_customers=track)
+    if track:
+        # the paths are small; the customers table (about 100 bytes a customer) comes
+        # back only when asked for
+        tables["touch_paths"] = path_counts(tables["customers"])
+        if not st.keep_customers:
+            del tables["customers"]
+    return tables
 
 
 def _worker_init(threads: int) -> None:

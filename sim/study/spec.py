@@ -98,6 +98,12 @@ class Study:
     common_random_numbers: bool
     variants: dict[str, Variant]
     source: str = ""
+    #: variants whose runs also return their touch paths (``touch_paths``: the
+    #: customers table reduced by :func:`cvj.touch.path_counts`), and, with
+    #: ``keep_customers``, the customers table itself (set by library callers such as
+    #: :func:`cvj.attribution.attribute`; a study file has neither)
+    tracked: tuple[str, ...] = ()
+    keep_customers: bool = False
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -135,6 +141,9 @@ class Study:
                 for n, v in self.variants.items()
             },
         }
+        if self.tracked:  # only when set, so a study file's JSON (and SHA-256) stays as it was
+            doc["tracked"] = list(self.tracked)
+            doc["keep_customers"] = self.keep_customers
         # not sort_keys: the order of segments and channels is part of a scenario
         return json.dumps(doc, separators=(",", ":"))
 
@@ -163,6 +172,8 @@ def study_from_json(text: str) -> Study:
         common_random_numbers=doc["common_random_numbers"],
         variants=variants,
         source="<json>",
+        tracked=tuple(doc.get("tracked", ())),
+        keep_customers=bool(doc.get("keep_customers", False)),
     )
 
 
@@ -293,9 +304,58 @@ def _check_marketer(s: MarketerSettings, sc: Scenario, path: Callable[[str], str
             raise ScenarioError("a cap cannot be negative", where, cap, source)
 
 
+def study_of(
+    base: Scenario,
+    variants: dict[str, dict[str, Any]],
+    *,
+    name: str,
+    replications: int,
+    baseline: str,
+    kpis: tuple[str, ...],
+    confidence: float = 0.95,
+    common_random_numbers: bool = True,
+    tracked: tuple[str, ...] = (),
+    keep_customers: bool = False,
+) -> Study:
+    """A study built in code rather than read from a file: every variant is ``base``
+    with its overrides (dotted paths that must exist, as in a study file) and the
+    ``fixed`` marketer (the scenario's plan), so replication ``r`` of a variant equals
+    ``cvj run --replication r`` of its scenario.
+
+    Raises
+    ------
+    ScenarioError
+        An override names no field of the scenario or makes it invalid (the path is
+        the override's).
+    """
+    from ..scenario import override
+
+    if baseline not in variants:
+        raise ScenarioError(f"not one of the variants ({', '.join(variants)})", "baseline", baseline)
+    built = {
+        n: Variant(n, "", override(base, o), MarketerSettings(), dict(o)) for n, o in variants.items()
+    }
+    return Study(
+        name=name,
+        description="",
+        replications=replications,
+        baseline=baseline,
+        kpis=tuple(kpis),
+        rank_by=kpis[0],
+        confidence=confidence,
+        common_random_numbers=common_random_numbers,
+        variants=built,
+        source="<code>",
+        tracked=tuple(tracked),
+        keep_customers=keep_customers,
+    )
+
+
 def tasks_of(study: Study) -> list[tuple[str, int]]:
     """Every (variant, replication), replication-major so an early stop leaves pairs."""
     return [(v, r) for r in range(study.replications) for v in study.variant_names]
 
 
-__all__ = ["FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "load_study", "study_from_json", "tasks_of"]
+__all__ = [
+    "FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "load_study", "study_from_json", "study_of", "tasks_of",
+]

@@ -45,6 +45,75 @@ def paired_contrast(x, y, confidence: float = 0.95) -> dict:
     return out
 
 
+def paired_ratio(num, den, confidence: float = 0.95) -> dict:
+    """The ratio of the means of two paired quantities, ``mean(num) / mean(den)`` (an
+    incremental CAC: the spend a change adds over the customers it adds, replication by
+    replication), with Fieller's confidence interval.
+
+    Fieller's interval is the set of ratios ``r`` for which ``mean(num - r * den)`` is
+    not significantly different from 0 (a t test on the pairs). It is exact for normal
+    pairs and, unlike the delta method, honest when the denominator is small: if
+    ``mean(den)`` is not significantly different from 0, the interval is unbounded
+    (``bounded`` False, ``ci_low`` and ``ci_high`` None).
+
+    Returns
+    -------
+    dict
+        ``n`` (pairs with both known), ``ratio`` (None if ``mean(den)`` is 0),
+        ``ci_low``, ``ci_high``, ``bounded``.
+    """
+    a = np.asarray([np.nan if v is None else v for v in num], dtype=np.float64)
+    b = np.asarray([np.nan if v is None else v for v in den], dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    n = int(a.size)
+    out = {"n": n, "ratio": None, "ci_low": None, "ci_high": None, "bounded": False}
+    if n == 0:
+        return out
+    ma, mb = float(a.mean()), float(b.mean())
+    out["ratio"] = ma / mb if mb != 0 else None
+    if n < 2:
+        return out
+    cov = np.cov(a, b, ddof=1) / n  # variances and covariance of the two means
+    t2 = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) ** 2
+    qa = mb * mb - t2 * cov[1, 1]
+    qb = ma * mb - t2 * cov[0, 1]
+    qc = ma * ma - t2 * cov[0, 0]
+    disc = qb * qb - qa * qc
+    if qa <= 0 or disc < 0:
+        return out  # the denominator may be 0: every ratio is consistent with the data
+    root = math.sqrt(disc)
+    out.update(ci_low=(qb - root) / qa, ci_high=(qb + root) / qa, bounded=True)
+    return out
+
+
+def defined_shares(x, y) -> dict:
+    """How often a KPI that can be undefined (``None``/NaN: never paid back, no
+    conversions) is defined in paired runs ``x`` and ``y``, and whether the shares
+    differ: the exact McNemar test on the pairs where one is defined and the other
+    not (the pairs share their random numbers, so they are not independent samples).
+
+    Returns
+    -------
+    dict
+        ``replications``, ``x_defined``, ``y_defined``, ``share_difference`` (x minus
+        y, as shares of the replications) and ``p_value`` (1 when no pair differs).
+    """
+    xd = np.asarray([v is not None and np.isfinite(v) for v in x], bool)
+    yd = np.asarray([v is not None and np.isfinite(v) for v in y], bool)
+    n = min(xd.size, yd.size)
+    xd, yd = xd[:n], yd[:n]
+    only_x, only_y = int((xd & ~yd).sum()), int((yd & ~xd).sum())
+    p = float(stats.binomtest(min(only_x, only_y), only_x + only_y, 0.5).pvalue) if only_x + only_y else 1.0
+    return {
+        "replications": n,
+        "x_defined": int(xd.sum()),
+        "y_defined": int(yd.sum()),
+        "share_difference": float((xd.sum() - yd.sum()) / n) if n else None,
+        "p_value": p,
+    }
+
+
 def replications_needed(sd: float | None, halfwidth: float, confidence: float = 0.95) -> int | None:
     """Fewest replications whose t confidence interval has at most ``halfwidth``
     (taking the sample standard deviation as the true one)."""
@@ -93,6 +162,7 @@ def contrasts(study: Study, runs: dict[str, list[dict]], target_halfwidth: dict[
             else:
                 factor = math.inf if var_i > 0 else None
             tgt = target_halfwidth.get(k)
+            shares = defined_shares(x, y)
             rows.append(
                 {
                     "variant": v,
@@ -112,6 +182,11 @@ def contrasts(study: Study, runs: dict[str, list[dict]], target_halfwidth: dict[
                     "crn_variance_factor": factor,
                     "target_halfwidth": tgt,
                     "replications_needed": replications_needed(c["sd"], tgt, study.confidence) if tgt else None,
+                    "replications": shares["replications"],
+                    "variant_defined": shares["x_defined"],
+                    "baseline_defined": shares["y_defined"],
+                    "defined_share_difference": shares["share_difference"],
+                    "defined_p_value": shares["p_value"],
                 }
             )
     return pa.Table.from_pylist(rows, schema=CONTRASTS_SCHEMA)
@@ -141,4 +216,4 @@ def ranking(study: Study, runs: dict[str, list[dict]]) -> list[dict]:
     return rows
 
 
-__all__ = ["contrasts", "paired_contrast", "ranking", "replications_needed"]
+__all__ = ["contrasts", "defined_shares", "paired_contrast", "paired_ratio", "ranking", "replications_needed"]

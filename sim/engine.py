@@ -255,7 +255,8 @@ class Engine:
         cm = self.cm
         d = self.day + 1
         b = self.planned_budgets(d) if budgets is None else np.asarray(budgets, dtype=np.float64)
-        reach = channel_reach(cm, self.counts, self.stock, b, self.cells)
+        cells_today = self.cells  # today's audiences (the kernel counts tomorrow's)
+        reach = channel_reach(cm, self.counts, self.stock, b, cells_today)
         tables = day_tables(cm, self.counts, reach, d)
         lay = cm.layout
         self._k.advance_day(
@@ -309,29 +310,34 @@ class Engine:
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b
-        h.funnel[d] = realised_funnel(cm, reach, tables, h.unsubscribes[d].sum(), self.key, d)
+        h.funnel[d] = realised_funnel(cm, reach, tables, h.unsubscribes[d].sum(), self.key, d, cells_today)
         self.counts = apply_flows(self.counts, flows)
         h.stages[d] = self.counts
         self.stock = reach.stock
         self.day = d
 
 
-def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: int) -> np.ndarray:
+def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: int, cells=None) -> np.ndarray:
     """Each channel's dashboard figures for one day (see :data:`FUNNEL`).
 
     Clicks, sessions and opens are binomial in what was bought (impressions, clicks or
     sends), drawn from a generator keyed by (stream, day), so a run's figures are the
     same on any thread count. They report what the day's purchase turned into; the
     moves a channel causes come from the customers' own draws in the kernel (with the
-    carry-over of earlier days). Unsubscribes are the kernel's, shared among email
-    channels by their expected shares."""
+    carry-over of earlier days); a retainer's sessions are its effective contacts (they
+    build up with its carry-over), Poisson. Unsubscribes are the kernel's, shared among
+    email channels by their expected numbers (hazard x customers in each cell, ``cells``
+    being the day's audience counts)."""
     C = cm.n_channels
     out = np.zeros((C, len(FUNNEL)))
     if C == 0:
         return out
     rng = np.random.default_rng([int(key), int(day), 0xF0])
     ctr, landing, open_rate, click_rate = (cm.rates[:, j] for j in range(4))
-    expected_unsub = tables.unsub_hazard.reshape(C, -1).sum(axis=1) if unsubscribes else np.zeros(C)
+    if unsubscribes and cells is not None:
+        expected_unsub = (tables.unsub_hazard.reshape(C, -1) * cells.reshape(1, -1)).sum(axis=1)
+    else:
+        expected_unsub = np.zeros(C)
     for c in range(C):
         code = cm.pricing[c]
         units = reach.units[c]
@@ -362,7 +368,7 @@ def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: in
                 # unsubscribes are the kernel's whole count (not 245.00000000000003)
                 row["unsubscribes"] = unsubscribes * (expected_unsub[c] / expected_unsub.sum())
         elif code == PRICING_CODE["fixed"] and cm.funnel[c]:
-            row["sessions"] = int(rng.poisson(units))
+            row["sessions"] = int(rng.poisson(reach.contacts[c] * reach.members[c] * landing[c]))
         out[c] = [row[k] for k in FUNNEL]
     return out
 

@@ -584,22 +584,24 @@ def channel_reach(
         if code == PRICING_CODE["commission"]:
             response[c] = 1.0
             continue
-        if cm.funnel[c] or (cells is not None and cm.mask[c].min() < 1):
-            in_audience = float((cells * cm.mask[c]).sum())
+        masked = cm.funnel[c] or (cells is not None and cm.mask[c].min() < 1)
+        if masked:
+            # the audience: everyone in it; the platform reaches at most `size` of them a
+            # day (a different subset each day), so what it buys is capped by that reach
+            # and spread over everyone in the audience
+            aud = float((cells * cm.mask[c]).sum())
             cap = cm.audience[c]
-            aud = min(in_audience, cap) if cap > 0 else in_audience
+            reachable = min(aud, cap) if cap > 0 else aud
         elif code == PRICING_CODE["per_send"]:
-            aud = permission
+            aud = reachable = permission
         else:
-            aud = cm.audience[c]
+            aud = reachable = cm.audience[c]
         if code == PRICING_CODE["fixed"]:
             base = cm.base_budget[c]
             spend[c] = budgets[c]
             units[c] = cm.contacts[c] * (budgets[c] / base) if base > 0 else 0.0
-            if cm.funnel[c]:
-                units[c] = min(units[c], aud * cm.max_units[c]) if cm.max_units[c] > 0 else units[c]
         else:
-            units[c] = min(budgets[c] / cm.per_unit[c], aud * cm.max_units[c])
+            units[c] = min(budgets[c] / cm.per_unit[c], reachable * cm.max_units[c])
             spend[c] = units[c] * cm.per_unit[c]
         x = units[c] / aud if aud > 0 else 0.0
         members[c] = aud
@@ -612,7 +614,9 @@ def channel_reach(
             new_stock[c] = cm.carryover[c] * stock[c] + x
         response[c] = -np.expm1(-new_stock[c] / cm.saturation[c])
         contacts[c] = cm.saturation[c] * response[c]  # effective contacts: saturating in the stock
-        if code != PRICING_CODE["per_send"]:
+        if masked:  # a push channel with an audience table: the share of its audience reached
+            coverage[c] = reachable / aud if aud > 0 else 0.0
+        elif code != PRICING_CODE["per_send"]:
             coverage[c] = min(1.0, aud / cm.customers)
     return Reach(
         units=units, spend=spend, stock=new_stock, response=response, coverage=coverage, members=members,

@@ -414,6 +414,24 @@ def check_run(sc: Scenario, tables: dict[str, pa.Table], cm: Compiled | None = N
     return out
 
 
+def _audience_words(aud) -> str:
+    """An audience's filters in words: ``in subscribed, 0, 2, 5 or 9 days after their last activity``."""
+    if not isinstance(aud, Audience):
+        return ""
+    parts = []
+    if aud.stages:
+        parts.append(f"in {', '.join(aud.stages)}")
+    if aud.days is not None:
+        parts.append(f"{', '.join(str(d) for d in aud.days)} days after their last activity")
+    if aud.within_days is not None:
+        parts.append(f"active in the last {aud.within_days} days")
+    if aud.after_days is not None:
+        parts.append(f"inactive for {aud.after_days} days or more")
+    if aud.age_bands is not None:
+        parts.append(f"aged {', '.join(aud.age_bands)}")
+    return ", ".join(parts)
+
+
 def _per_day_budget(cm: Compiled, c: int, chan: pa.Table, rows: np.ndarray) -> np.ndarray:
     day = np.asarray(chan.column("day"), np.int64)
     return np.where(rows, cm.budget[np.clip(day, 0, cm.days), c], np.inf)
@@ -426,11 +444,12 @@ def _why(ch, cm: Compiled, c: int, people: float) -> str:
     people = people / cm.scale
     lead = f"on the days it fell short, {_pretty(people)} people a day were in its audience"
     if ch.pricing == "per_send":
-        aud = ch.audience
-        who = "on the list (customers who may be emailed)" if aud is None or not aud.stages else (
-            f"on the list in {', '.join(aud.stages)}")
-        return (f"sends are capped by the list and the frequency cap: {_pretty(people)} people a day were {who}, "
-                f"and {_cap(ch, cm, c)} {_pretty(most)} a day")
+        who = _audience_words(ch.audience) or "(customers who may be emailed)"
+        return (f"sends are capped by the list and the frequency cap: {_pretty(people)} people a day were on the list "
+                f"{who}, and {_cap(ch, cm, c)} {_pretty(most)} a day")
+    words = _audience_words(ch.audience)
+    if words:
+        lead += f" ({words})"
     size = _audience_size(ch)
     if size is not None:
         return f"{lead} (audience size {size:,}), and {_cap(ch, cm, c)} {_pretty(most)} a day"

@@ -204,7 +204,9 @@ def kpi_summary(rows: list[dict], currency: str, confidence: float = 0.95) -> li
         else:
             fmt = _num
         if len(known) < n:
-            notes[k] = info.undefined_as if not known else f"{info.defined_as or 'defined'} in {len(known)} of {n} replications"
+            notes[k] = info.undefined_as if not known else (
+                f"{info.defined_as or 'defined'} in {len(known)} of {n} replications" + (" (mean of those)" if n > 1 else "")
+            )
             if not known and n > 1:
                 notes[k] = f"{info.undefined_as} ({n} of {n} replications)"
         if n == 1:
@@ -291,11 +293,13 @@ def attribution_report(res) -> list:
         t.add_row(n, "-", "-", *(claim(n, "conversions", m, None) for m in MODELS))
     total = get("all", "conversions", OBSERVED)
     paths = get("all", "path_conversions", OBSERVED)
-    t.add_row("all", "", _num(total["value"]) if total else "-", *([_num(paths["value"])] * len(MODELS) if paths else []))
+    t.add_row("total (base)", "", _num(total["value"]) if total else "-",
+              *([_num(paths["value"])] * len(MODELS) if paths else []))
     out.append(t)
     out.append(
         "true: conversions lost when the channel is off (base minus counterfactual, paired by replication); the "
-        "models share the base runs' converting customers among the touches on their paths. * marks a claim "
+        "models share the base runs' converting customers among the touches on their paths (total: the base runs' "
+        "conversions, and the customers who converted, a customer converting twice counted once). * marks a claim "
         f"outside the true {level} CI. The true effects need not add up to the total: customers who would have "
         "converted anyway are no channel's, and channels can need each other."
     )

@@ -91,7 +91,7 @@ def cells(table) -> dict[str, list[str]]:
 
 def test_run_statistics_give_mean_ci_and_how_often_the_kpi_was_defined():
     t = cells(kpi_summary(rows_of([10, None, 14, 12]), "USD")[0])
-    assert t["payback_day"][0] == "12.0" and t["payback_day"][2] == "pays back in 3 of 4 replications"
+    assert t["payback_day"][0] == "12.0" and t["payback_day"][2] == "pays back in 3 of 4 replications (mean of those)"
     low, high = (float(x) for x in t["payback_day"][1].split(" .. "))
     half = stats.t.ppf(0.975, 2) * 2 / math.sqrt(3)  # sd of 10, 14, 12 is 2
     assert (low, high) == pytest.approx((12 - half, 12 + half), abs=0.05)

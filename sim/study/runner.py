@@ -284,7 +284,8 @@ def compare(
         local = 0 if dask or executor is not None else _local_workers(workers, len(todo))
         sharing = dask_workers or local  # runs held in this machine's memory at once (a remote cluster: none)
         if todo and sharing:
-            check_memory(max(v.scenario.market.simulated for v in st.variants.values()) * sharing)
+            # a tracked variant's run builds its customers table before reducing it to paths
+            check_memory(max(v.scenario.market.simulated for v in st.variants.values()) * sharing, bool(st.tracked))
         if not dask:
             return _run(st, sink, todo, local, threads, executor, progress, target_halfwidth)
         with _dask_cluster(scheduler, dask_workers, threads, retries, log) as ex:

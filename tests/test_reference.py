@@ -4,31 +4,42 @@ For each scenario, ``R_KERNEL`` replications of the kernel and ``R_REFERENCE`` r
 the reference are compared with two-sample Hotelling T^2 tests (see
 ``tests/stat_checks.py``) on:
 
-- customers by (segment, stage) at the end of three days (a quarter, half and all of
-  the horizon);
+- customers by (segment, age band, stage) at the end of three days (a quarter, half
+  and all of the horizon);
 - the KPIs (spend, revenue, cost, conversions, front/back-end profit, CAC, ROAS, LTV),
-  with the units sold of each offer and the referred sales;
-- the attribution: moves over the run by (stage moved from, cause) and lapses.
+  with the units sold of each offer and the referred sales (format-2 worlds: with each
+  channel's units and dashboard figures, audience, clicks, sessions and opens, and the
+  unsubscribes);
+- the attribution: moves over the run by (stage moved from, cause) and lapses
+  (format 2: and unsubscribes by stage);
+- format 2 only: orders by the number of earlier orders and the days since the
+  previous one (order multipliers, repeat profiles), and the time in a stage before a
+  move, from the customers' first days in each stage (dwell profiles, nurture days).
 
-That is ``TESTS_PER_SCENARIO`` tests per scenario; the whole family (every scenario,
-and the power check's scenario once more) runs at FAMILY_ALPHA = 0.001 with Bonferroni.
-The power check then perturbs one transition probability by 4% in the kernel's copy
-of a scenario and requires the same family of tests to reject.
+The format-1 scenarios (``SCENARIOS``) and the format-2 worlds (``FORMAT2``: memory,
+rates by days since the last activity, order numbers, funnel channels, audiences, age
+bands, calendar, a sample of the market) make one family with the power checks and the
+known-discrepancy checks; it runs at FAMILY_ALPHA = 0.001 with Bonferroni. Each power
+check perturbs one parameter slightly in the kernel's copy of a scenario and requires
+the same family of tests to reject.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from functools import cache
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from cvj.engine import Engine, use_threads
+from cvj.engine import FUNNEL, Engine, use_threads
 from cvj.model import compile_scenario
-from cvj.reference import simulate_reference
+from cvj.reference import FIGURES, daily_chances, simulate_reference
 from cvj.results import summary as kernel_summary
-from cvj.stages import N_STAGES, STAGES
+from cvj.scenario import rate_at
+from cvj.stages import N_STAGES, STAGE_ID, STAGES
 from tests.stat_checks import (
     NO_JIT,
     hotelling_two_sample,
@@ -215,52 +226,334 @@ SCENARIOS = {
     },
 }
 
-#: the power check: one transition probability 4% higher in the kernel's copy
-POWER_SCENARIO = "funnel"
-POWER_CHANGE = ("organic.advance.engaged", 1.04)
+# --------------------------------------------------------------------------- format 2
 
-TESTS_PER_SCENARIO = 5  # three days of stage counts, KPIs, attribution
-FAMILY_SIZE = TESTS_PER_SCENARIO * (len(SCENARIOS) + 1)
+#: simulated customers of the format-2 worlds, and their replications
+N2 = 300 if NO_JIT else 3000
+R_KERNEL2 = 10 if NO_JIT else 60
+R_REFERENCE2 = 4 if NO_JIT else 30
+
+FORMAT2 = {
+    # memory: daily chances by days since the last activity (piecewise advance and lapse
+    # profiles, a trial that ends on day 7, a Weibull inactivity churn), repeat orders
+    # whose chance grows with the order number, an upsell with its own profile
+    "memory": {
+        "format": 2,
+        "name": "memory",
+        "market": {
+            "customers": N2,
+            "days": 40,
+            "seed": 41,
+            "initial_stages": {"aware": 0.2, "engaged": 0.3, "subscribed": 0.5},
+        },
+        "segments": {
+            "a": {"share": 0.6, "responsiveness_spread": 0.6},
+            "b": {"share": 0.4, "responsiveness_spread": 0.3, "advance_multiplier": 0.8, "lapse_multiplier": 1.3},
+        },
+        "organic": {
+            "advance": {
+                "aware": 0.1,
+                "engaged": {"from_days": [0, 3], "daily": [0.02, 0.15]},
+                "subscribed": 0.12,
+                "converted": {"from_days": [0, 2, 5], "daily": [0.0, 0.3, 0.1]},
+                "excited": {"from_days": [0, 7, 8], "daily": [0.02, 0.5, 0.05]},
+                "ascended": 0.01,
+                "advocate": 0.01,
+            },
+            "lapse": {
+                "aware": 0.02,
+                "engaged": 0.01,
+                "subscribed": {"from_days": [0, 10], "daily": [0.005, 0.05]},
+                "converted": 0.01,
+                "ascended": {"shape": "weibull", "scale_days": 25.0, "k": 2.0, "share": 0.8},
+            },
+        },
+        "offers": {
+            "lead_magnet": {"unit_cost": 0.2},
+            "entry": {"price": 12.0, "unit_cost": 4.0, "price_sensitivity": 0.03},
+            "core": {
+                "price": 80.0,
+                "unit_cost": 30.0,
+                "price_sensitivity": 0.005,
+                "repeat_rate": {"from_days": [0, 3, 10], "daily": [0.0, 0.1, 0.04]},
+                "order_multipliers": {"3": 1.0, "4": 1.6, "5+": 2.5},
+            },
+            "upsells": {
+                "strap": {"price": 25.0, "unit_cost": 5.0, "take_rate": {"from_days": [0, 5], "daily": [0.0, 0.03]}}
+            },
+        },
+    },
+    # channels in dashboard figures for a sample of a 10x larger market: prospecting at a
+    # CPM with a CTR, band and segment affinity, carry-over and saturation; retargeting
+    # of people engaged in the last 4 days; an email list under a weekly cap with
+    # unsubscribes; a nurture sequence on days 0, 2 and 5 after the opt-in; SEO sessions
+    # for the older band; two age bands; a calendar with weekends and Black Friday
+    "dashboard": {
+        "format": 2,
+        "name": "dashboard",
+        "start_date": "2026-11-16",
+        "age_bands": ["18-34", "35 and over"],
+        "market": {
+            "customers": 10 * N2,
+            "sample": N2,
+            "days": 35,
+            "seed": 42,
+            "initial_stages": {"unaware": 0.45, "aware": 0.15, "engaged": 0.15, "subscribed": 0.25},
+        },
+        "segments": {
+            "a": {"share": 0.6, "responsiveness_spread": 0.6, "age_shares": {"18-34": 0.7, "35 and over": 0.3}},
+            "b": {
+                "share": 0.4,
+                "responsiveness_spread": 0.3,
+                "price_sensitivity": 1.5,
+                "age_shares": {"18-34": 0.3, "35 and over": 0.7},
+            },
+        },
+        "shop": {"conversion": {"aware": 0.3, "engaged": 0.15, "subscribed": 0.25, "excited": 0.15}},
+        "calendar": {
+            "weekday": {"sat": 0.7, "sun": 0.8},
+            "events": [{"name": "Black Friday", "start": "2026-11-27", "end": "2026-11-30", "lift": 3.0}],
+        },
+        "organic": {
+            "advance": {"subscribed": 0.003, "converted": 0.3, "excited": 0.01},
+            "lapse": {"aware": 0.02, "engaged": 0.02, "subscribed": 0.01},
+        },
+        "channels": {
+            "social": {
+                "pricing": "cpm",
+                "unit_cost": 10.0,
+                "daily_budget": 60.0,
+                "ctr": 0.02,
+                "aware_per_impression": 0.02,
+                "saturation": 2.0,
+                "carryover": 0.5,
+                "affinity": {"b": 0.6},
+                "band_affinity": {"18-34": 1.0, "35 and over": 0.5},
+                "audience": {"stages": ["unaware", "aware"]},
+            },
+            "retargeting": {
+                "pricing": "cpm",
+                "unit_cost": 14.0,
+                "daily_budget": 20.0,
+                "ctr": 0.03,
+                "audience": {"stages": ["engaged"], "within_days": 4},
+            },
+            "email": {
+                "pricing": "per_send",
+                "unit_cost": 0.002,
+                "daily_budget": 100.0,
+                "max_per_week": 3.0,
+                "open_rate": 0.25,
+                "click_rate": 0.06,
+                "unsubscribe_rate": 0.01,
+                "saturation": 1.0,
+                "carryover": 0.3,
+            },
+            "nurture": {
+                "pricing": "per_send",
+                "unit_cost": 0.002,
+                "daily_budget": 100.0,
+                "open_rate": 0.5,
+                "click_rate": 0.3,
+                "unsubscribe_rate": 0.005,
+                "saturation": 5.0,
+                "audience": {"stages": ["subscribed"], "days": [0, 2, 5]},
+            },
+            "seo": {
+                "pricing": "fixed",
+                "monthly_cost": 900.0,
+                "contacts_per_day": 300.0,
+                "carryover": 0.8,
+                "audience": {"stages": ["unaware", "aware", "engaged"], "age_bands": ["35 and over"]},
+            },
+        },
+        "offers": {
+            "lead_magnet": {"unit_cost": 0.2},
+            "entry": {"price": 12.0, "unit_cost": 4.0, "price_sensitivity": 0.03},
+            "core": {"price": 80.0, "unit_cost": 30.0, "price_sensitivity": 0.005},
+        },
+    },
+    # "the platform reaches at most size of them (a = min(n, size)) ... what a channel buys
+    # is capped by a and spread over all n": a prospecting audience four times its size;
+    # a pushing channel with an audience table and a size ("coverage a / n")
+    "audience_size": {
+        "format": 2,
+        "name": "audience-size",
+        "market": {"customers": 1000, "days": 15, "seed": 45},
+        "shop": {"conversion": {"aware": 0.2}},
+        "organic": {"lapse": {"engaged": 0.05}},
+        "channels": {
+            "social": {
+                "pricing": "cpm",
+                "unit_cost": 10.0,
+                "daily_budget": 20.0,
+                "ctr": 0.05,
+                "aware_per_impression": 0.01,
+                "saturation": 10.0,
+                "audience": {"size": 250, "stages": ["unaware", "aware"]},
+            },
+            "search": {
+                "pricing": "cpc",
+                "unit_cost": 0.5,
+                "daily_budget": 100.0,
+                "max_units_per_person": 1.0,
+                "pushes": {"aware->engaged": 0.3},
+                "audience": {"size": 40, "stages": ["aware"], "within_days": 3},
+            },
+        },
+        "offers": {"entry": {"price": 10.0}, "core": {"price": 50.0}},
+    },
+}
+
+#: time in a stage before a move, binned by d (full days after entering it): (from,
+#: to, first d of each bin); ``to = "lapsed"`` counts lapses of those who never went on
+DWELL = {
+    "memory": [
+        ("engaged", "subscribed", (0, 2, 3, 4, 6, 10)),
+        ("converted", "excited", (0, 2, 3, 5, 6, 10)),
+        ("excited", "ascended", (0, 5, 7, 8, 10, 15)),
+        ("subscribed", "lapsed", (0, 5, 10, 12, 15, 20)),
+    ],
+    "dashboard": [
+        ("subscribed", "converted", (0, 1, 2, 3, 5, 6, 10)),
+        ("engaged", "subscribed", (0, 2, 5, 8, 15)),
+    ],
+}
+#: worlds whose repeat orders are compared (the others sell too few)
+ORDERS = ("memory", "starting_buyers")
+#: orders after an earlier one: by earlier orders (1: the core offer after the entry,
+#: 2: the first repeat, 3, 4 or more) and the first day of each bin of days since the previous one
+ORDER_ROWS = ((1,), (2,), (3,), (4, 5, 6, 7))
+GAP_BINS = (1, 4, 11, 21)
+
+#: power checks: one parameter changed slightly in the kernel's copy of a world
+POWER_CHANGES = {
+    "funnel": ("organic.advance.engaged", 1.04),
+    # the scale of the Weibull inactivity churn 10% longer
+    "memory": ("organic.lapse.ascended.scale_days", 1.1),
+    # retargeting people engaged in the last 5 days instead of 4
+    "dashboard": ("channels.retargeting.audience.within_days", 1.25),
+}
+
+#: worlds where the kernel disagrees with docs/model.md ("Where the kernel differs");
+#: each test is a strict xfail, so it fails as soon as the kernel follows the spec
+DISCREPANCIES = {
+    # "the calendar does not apply to these two" (unaware and lapsed): a win-back
+    # channel's sessions bring lapsed people back to aware without the calendar's lift
+    "winback_calendar": {
+        "format": 2,
+        "name": "winback-calendar",
+        "start_date": "2026-11-02",
+        "market": {"customers": 1000, "days": 20, "seed": 43, "initial_stages": {"lapsed": 1.0}},
+        "shop": {"conversion": {"aware": 0.2}},
+        "calendar": {"events": [{"name": "sale", "start": "2026-11-02", "end": "2026-11-30", "lift": 3.0}]},
+        "channels": {
+            "winback": {
+                "pricing": "cpc",
+                "unit_cost": 0.5,
+                "daily_budget": 20.0,
+                "max_units_per_person": 1.0,
+                "audience": {"stages": ["lapsed"], "after_days": 2},
+            }
+        },
+        "offers": {"entry": {"price": 10.0}, "core": {"price": 50.0}},
+    },
+    # "the entry offer is order 1 and the core offer order 2, so the first repeat is the
+    # 3rd order": customers who start in ascended have bought both
+    "starting_buyers": {
+        "format": 2,
+        "name": "starting-buyers",
+        "market": {"customers": 1000, "days": 30, "seed": 44, "initial_stages": {"ascended": 1.0}},
+        "organic": {"advance": {"ascended": 0.02}, "lapse": {"ascended": 0.01, "advocate": 0.01}},
+        "offers": {
+            "entry": {"price": 10.0},
+            "core": {"price": 50.0, "repeat_rate": 0.08, "order_multipliers": {"3": 1.0, "4+": 3.0}},
+        },
+    },
+}
+R_KERNEL_DISCREPANCY = 20
+R_REFERENCE_DISCREPANCY = 8
+
+WORLDS = {**SCENARIOS, **FORMAT2, **DISCREPANCIES}
+
+
+def _runs(name: str) -> tuple[int, int]:
+    """(kernel, reference) replications of a world."""
+    if name in FORMAT2:
+        return R_KERNEL2, R_REFERENCE2
+    if name in DISCREPANCIES:
+        return R_KERNEL_DISCREPANCY, R_REFERENCE_DISCREPANCY
+    return R_KERNEL, R_REFERENCE
+
+
+def _tests_of(name: str) -> int:
+    """Tests in a world's comparison: three days of stage counts, KPIs, attribution;
+    format 2 adds orders and one dwell test."""
+    return 5 + (name in ORDERS) + bool(DWELL.get(name))
+
+
+FAMILY_SIZE = (
+    sum(_tests_of(n) for n in WORLDS)
+    + sum(_tests_of(n) for n in POWER_CHANGES)
+)
 ALPHA = per_test_alpha(FAMILY_SIZE)
 
 KPIS = ("spend", "revenue", "cost", "conversions", "front_end_profit", "back_end_profit", "cac", "roas")
+#: dashboard figures compared per channel (impressions and sends are the units bought)
+COMPARED_FIGURES = ("audience", "clicks", "sessions", "opens")
+NEVER = 0xFFFF
 
 
 def _days(D):
     return sorted({max(1, D // 4), max(1, D // 2), D})
 
 
+def _changed(raw: dict, change: tuple | None) -> dict:
+    """A copy of ``raw`` with the value at a dotted path (list items by index) scaled."""
+    raw = copy.deepcopy(raw)
+    if change is not None:
+        path, factor = change
+        keys = path.split(".")
+        node = raw
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        last = int(keys[-1]) if isinstance(node, list) else keys[-1]
+        value = node[last] * factor
+        node[last] = round(value) if isinstance(node[last], int) else value  # a day count stays whole
+    return raw
+
+
 @cache
 def reference_runs(name: str) -> list[dict]:
-    sc = scenario(SCENARIOS[name])
-    return [simulate_reference(sc, seed=10_000 + i) for i in range(R_REFERENCE)]
+    sc = scenario(WORLDS[name])
+    return [simulate_reference(sc, seed=10_000 + i) for i in range(_runs(name)[1])]
 
 
 @cache
 def kernel_runs(name: str, change: tuple | None = None) -> list[dict]:
-    raw = copy.deepcopy(SCENARIOS[name])
-    if change is not None:
-        path, factor = change
-        node = raw
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node[k]
-        node[keys[-1]] *= factor
-    cm = compile_scenario(scenario(raw))
+    cm = compile_scenario(scenario(_changed(WORLDS[name], change)))
     out = []
-    for r in range(R_KERNEL):
-        e = Engine(cm, replication=r)
+    for r in range(_runs(name)[0]):
+        e = Engine(cm, replication=r, track_customers=name not in SCENARIOS)
         # one chunk of customers: one thread avoids waiting on a busy second core
         with use_threads(1):
             while not e.done:
                 e.step()
         h = e.history
+        reached = e.reached.astype(np.int64)
+        reached[e.reached == NEVER] = -1
         out.append(
             {
                 "stages": h.stages.copy(),
                 "flows": h.flows.copy(),
+                "unsubscribes": h.unsubscribes.copy(),
                 "offer_units": h.offer_units.sum(axis=1),
                 "referred": h.referred.sum(axis=1),
+                "channel_units": h.channel_units.copy(),
+                "channel_spend": h.channel_spend.copy(),
+                "figures": h.funnel[:, :, [FUNNEL.index(f) for f in FIGURES]],
+                "gaps": h.gaps.copy(),
+                "reached": reached,
                 "summary": kernel_summary(cm, h, r),
             }
         )
@@ -273,33 +566,82 @@ def _kpi_names(sc, runs_a, runs_b):
     return [k for k in names if all(r["summary"][k] is not None for r in runs_a + runs_b)]
 
 
+def dwell_counts(reached: np.ndarray, frm: str, to: str, edges) -> np.ndarray:
+    """Customers by days spent in stage ``frm`` before moving to ``to`` (first visits),
+    binned at ``edges``; ``to = "lapsed"``: before lapsing, among those who never went on."""
+    a = reached[:, STAGE_ID[frm] - 1]
+    if to == "lapsed":
+        b = reached[:, 8]
+        ok = (a >= 0) & (b >= 0) & (reached[:, STAGE_ID[frm]] < 0)
+    else:
+        b = reached[:, STAGE_ID[to] - 1]
+        ok = (a >= 0) & (b >= 0)
+    d = b[ok] - a[ok] - 1  # full days in the stage: 0 on the day after entering it
+    return np.bincount(np.searchsorted(edges, d, side="right") - 1, minlength=len(edges))
+
+
+def order_counts(gaps: np.ndarray) -> np.ndarray:
+    """Orders by earlier orders (rows ``ORDER_ROWS``) and days since the previous one (``GAP_BINS``)."""
+    edges = (*GAP_BINS, gaps.shape[1])
+    return np.array(
+        [[gaps[list(rows), lo:hi].sum() for lo, hi in itertools.pairwise(edges)] for rows in ORDER_ROWS]
+    ).ravel()
+
+
 def compare(name: str, change: tuple | None = None) -> dict[str, object]:
-    """The scenario's family of two-sample tests; returns test name -> TwoSample."""
-    sc = scenario(SCENARIOS[name])
+    """The world's family of two-sample tests; returns test name -> TwoSample."""
+    sc = scenario(WORLDS[name])
     ref = reference_runs(name)
     ker = kernel_runs(name, change)
     D = sc.market.days
+    format2 = name not in SCENARIOS
     out = {}
     for d in _days(D):
         x = np.array([r["stages"][d].ravel() for r in ker])
         y = np.array([r["stages"][d].ravel() for r in ref])
-        labels = [f"{g}/{s}" for g in sc.segments for s in STAGES]
+        labels = [f"{g}/{b}/{s}" for g in sc.segments for b in sc.band_names for s in STAGES]
         out[f"stages day {d}"] = hotelling_two_sample(x, y, names=labels)
     kpis = _kpi_names(sc, ker, ref)
     labels = kpis + [f"units_{o}" for o in sc.offer_names] + ["referred_sales"]
+    if format2:
+        for c in sc.channels:
+            labels += [f"{c}_units", *(f"{c}_{f}" for f in COMPARED_FIGURES)]
+        labels.append("unsubscribes")
+    cols = [FIGURES.index(f) for f in COMPARED_FIGURES]
 
     def kpi_vector(run):
         # KPIs, units of each offer (which product a repeat purchase buys) and referred sales
-        return [*(run["summary"][k] for k in kpis), *run["offer_units"].sum(axis=0), run["referred"].sum()]
+        v = [*(run["summary"][k] for k in kpis), *run["offer_units"].sum(axis=0), run["referred"].sum()]
+        if format2:
+            # what each channel bought and what it turned into; the unsubscribes
+            fig = run["figures"].sum(axis=0)
+            for c in range(len(sc.channels)):
+                v += [run["channel_units"][:, c].sum(), *fig[c, cols]]
+            v.append(run["unsubscribes"].sum())
+        return v
 
     x = np.array([kpi_vector(r) for r in ker], dtype=float)
     y = np.array([kpi_vector(r) for r in ref], dtype=float)
     out["kpis"] = hotelling_two_sample(x, y, names=labels)
+
     # attribution: moves out of each stage by cause over the run (summed over segments)
-    x = np.array([r["flows"].sum(axis=(0, 1)).ravel() for r in ker])
-    y = np.array([r["flows"].sum(axis=(0, 1)).ravel() for r in ref])
-    out["attribution"] = hotelling_two_sample(x, y)
-    assert len(out) == TESTS_PER_SCENARIO
+    def moves(run):
+        v = run["flows"].sum(axis=(0, 1)).ravel()
+        return np.r_[v, run["unsubscribes"].sum(axis=(0, 1))] if format2 else v
+
+    out["attribution"] = hotelling_two_sample(np.array([moves(r) for r in ker]), np.array([moves(r) for r in ref]))
+    if name in ORDERS:
+        x = np.array([order_counts(r["gaps"]) for r in ker])
+        y = np.array([order_counts(r["gaps"]) for r in ref])
+        out["orders"] = hotelling_two_sample(x, y)
+    if DWELL.get(name):
+        def dwell(run):
+            return np.concatenate([dwell_counts(run["reached"], *spec) for spec in DWELL[name]])
+
+        x = np.array([dwell(r) for r in ker])
+        y = np.array([dwell(r) for r in ref])
+        out["dwell"] = hotelling_two_sample(x, y)
+    assert len(out) == _tests_of(name)
     return out
 
 
@@ -326,6 +668,72 @@ def test_reference_matches_the_specification_exactly_where_it_can():
     assert ref["offer_units"].shape == (11, cm.n_offers)
 
 
+def test_format2_reference_matches_the_specification_exactly_where_it_can():
+    """Format 2, deterministic parts: segment sizes of the sample, the budgets of a
+    sample (scaled by sample / customers) and the units of the channels whose purchase
+    does not depend on the customers (the CPM prospecting, the SEO retainer); the
+    summary speaks for the whole market with the same keys."""
+    sc = scenario(FORMAT2["dashboard"])
+    days = 10
+    ref = simulate_reference(sc, seed=1, days=days)
+    cm = compile_scenario(sc)
+    e = Engine(cm)
+    for _ in range(days):
+        e.step()
+    h = e.history
+    G, B = len(sc.segments), len(sc.band_names)
+    assert ref["stages"].shape == h.stages[: days + 1].shape == (days + 1, G * B, N_STAGES)
+    np.testing.assert_array_equal(
+        ref["stages"][0].reshape(G, B * N_STAGES).sum(axis=1), h.stages[0].reshape(G, B * N_STAGES).sum(axis=1)
+    )
+    np.testing.assert_allclose(ref["channel_budget"], h.channel_budget[: days + 1], rtol=1e-12)
+    fixed = [c for c, name in enumerate(sc.channels) if name in ("social", "seo")]
+    np.testing.assert_allclose(ref["channel_units"][:, fixed], h.channel_units[: days + 1, fixed], rtol=1e-12)
+    np.testing.assert_allclose(ref["channel_spend"][:, fixed], h.channel_spend[: days + 1, fixed], rtol=1e-12)
+    got, want = ref["summary"], kernel_summary(cm, h, 0)
+    assert set(got) == set(want)
+    assert got["customers"] == want["customers"] == sc.market.customers
+    assert got["simulated"] == want["simulated"] == sc.market.sample
+    assert sum(got[f"end_{s}"] for s in STAGES) == pytest.approx(sc.market.customers, abs=len(STAGES))
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [
+        {"shape": "weibull", "scale_days": 25.0, "k": 2.0, "share": 0.8},
+        {"shape": "weibull", "scale_days": 420.0, "k": 1.6, "share": 0.9},
+        {"shape": "gamma", "scale_days": 12.0, "k": 3.0},
+        {"from_days": [0, 14, 15], "daily": [0.002, 0.4, 0.01]},
+    ],
+)
+def test_daily_chances_keep_the_written_profile(rate):
+    """The reference's daily chances of a rate: a piecewise profile exactly as written;
+    a shape's survival exact at every bucket boundary (computed here from scipy's
+    distributions); and the same numbers the kernel's compiler takes (cvj.scenario.rate_at)."""
+    sc = scenario(
+        {"format": 2, "organic": {"lapse": {"ascended": rate}}, "offers": {"entry": {"price": 1.0}, "core": {"price": 2.0}}}
+    )
+    r = sc.organic.lapse["ascended"]
+    p = np.array(daily_chances(r))
+    assert p.shape == (511,) and np.all((p >= 0) & (p <= 1))
+    if "from_days" in rate:
+        want = np.array([rate["daily"][np.searchsorted(rate["from_days"], d, side="right") - 1] for d in range(511)])
+        np.testing.assert_array_equal(p, want)
+    else:
+        dist = (stats.weibull_min(rate["k"], scale=rate["scale_days"]) if rate["shape"] == "weibull"
+                else stats.gamma(rate["k"], scale=rate["scale_days"]))
+        share = rate.get("share", 1.0)
+        survival = 1.0 - share * dist.cdf(np.arange(512))
+        buckets = (0, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 270, 365)
+        for lo, hi in itertools.pairwise(buckets):
+            assert np.all(p[lo:hi] == p[lo])  # constant within a bucket
+            np.testing.assert_allclose(np.prod(1.0 - p[lo:hi]), survival[hi] / survival[lo], rtol=1e-9)
+        np.testing.assert_allclose(p[365:], 1.0 - survival[366] / survival[365], rtol=1e-9)
+    # the compiler's numbers, on both sides of every boundary (rate_at is slow for shapes)
+    days = sorted({0, 510} | {b for x in (*r.breaks(), 365) for b in (x - 1, x) if 0 <= b <= 510})
+    np.testing.assert_allclose(p[days], [rate_at(r, d) for d in days], rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_kernel_agrees_with_the_reference(name):
@@ -336,10 +744,52 @@ def test_kernel_agrees_with_the_reference(name):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(NO_JIT, reason="format-2 worlds need full-size replications (JIT off: skipped)")
+@pytest.mark.parametrize("name", list(FORMAT2))
+def test_kernel_agrees_with_the_reference_on_format2_worlds(name):
+    tests = compare(name)
+    print(f"{name}: {_report(name, tests)}")
+    failed = {k: t for k, t in tests.items() if t.p_value < ALPHA}
+    assert not failed, f"{name}: rejected at {ALPHA:.1e}: " + _report(name, failed)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(NO_JIT, reason="power needs full-size replications (JIT off: shrunk)")
-def test_the_comparison_rejects_a_four_percent_change():
-    """Power: the kernel with one probability 4% higher must be told apart from the
+@pytest.mark.parametrize("name", list(POWER_CHANGES))
+def test_the_comparison_rejects_a_slight_change(name):
+    """Power: the kernel with one parameter slightly changed must be told apart from the
     reference by the same family of tests at the same level."""
-    tests = compare(POWER_SCENARIO, POWER_CHANGE)
-    print(f"power check {POWER_CHANGE}: {_report(POWER_SCENARIO, tests)}")
-    assert min(t.p_value for t in tests.values()) < ALPHA, _report(POWER_SCENARIO, tests)
+    change = POWER_CHANGES[name]
+    tests = compare(name, change)
+    print(f"power check {change}: {_report(name, tests)}")
+    assert min(t.p_value for t in tests.values()) < ALPHA, _report(name, tests)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NO_JIT, reason="needs full-size replications (JIT off: skipped)")
+@pytest.mark.xfail(strict=True, reason="kernel disagrees with docs/model.md (see DISCREPANCIES)")
+@pytest.mark.parametrize("name", list(DISCREPANCIES))
+def test_known_discrepancy(name):
+    tests = compare(name)
+    print(f"{name}: {_report(name, tests)}")
+    failed = {k: t for k, t in tests.items() if t.p_value < ALPHA}
+    assert not failed, f"{name}: rejected at {ALPHA:.1e}: " + _report(name, failed)
+
+
+def test_unsubscribes_are_shared_among_email_channels_by_expected_shares():
+    """docs/model.md: unsubscribes in the channels table are "the kernel's own events,
+    shared among email channels by their expected shares"; a channel's expected
+    unsubscribes are its sends x its unsubscribe rate (what the reference reports)."""
+    sc = scenario(FORMAT2["dashboard"])
+    cm = compile_scenario(sc)
+    e = Engine(cm)
+    while not e.done:
+        e.step()
+    f = e.history.funnel
+    rate = np.array([getattr(ch, "unsubscribe_rate", 0.0) for ch in sc.channels.values()])
+    expected = e.history.channel_units * rate[None, :]  # sends bought (the figure is rounded)
+    got = f[:, :, FUNNEL.index("unsubscribes")]
+    days = got.sum(axis=1) > 0
+    assert days.sum() > 5
+    share = expected[days] / expected[days].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got[days], share * got[days].sum(axis=1, keepdims=True), rtol=1e-9)

@@ -90,7 +90,7 @@ class MemoryModel(mesa.Model):
                     while b < B - 1 and ub >= band_cum[g][b]:
                         b += 1
                 row = (g * RESPONSIVENESS_LEVELS + level) * W + b * 2 + permitted[s]
-                Customer(self, s, row, self._sx_of[s][0])
+                Customer(self, s, row, self._sx_of[s][int(cm.start_orders[s])]).orders = int(cm.start_orders[s])
             start = end
         self.history = new_history(cm)
         GB = cm.n_segments * cm.n_bands
@@ -123,7 +123,9 @@ class MemoryModel(mesa.Model):
         # customers do not meet within a day (everything that couples them is in the
         # day's tables), so the order they are stepped in does not matter: no shuffle
         self.agents.do("step")
-        self.counts, self.cells = finish_day(self.history, cm, self.today, reach, tables, b, self.counts, self.key)
+        self.counts, self.cells = finish_day(
+            self.history, cm, self.today, reach, tables, b, self.counts, self.key, self.cells
+        )
         self.stock = reach.stock
         self.day = d
 

@@ -161,7 +161,8 @@ class NumpyEngine:
             band = (self.rng.random(m)[:, None] >= band_cut[seg]).sum(axis=1) if B > 1 else 0
             self.stage[lo:hi] = stage
             self.row[lo:hi] = (seg * RESPONSIVENESS_LEVELS + level) * W + band * 2 + cm.permitted[stage]
-            self.sx[lo:hi] = self._sx_of[stage, 0]
+            self.orders[lo:hi] = cm.start_orders[stage]
+            self.sx[lo:hi] = self._sx_of[stage, cm.start_orders[stage]]
 
     def _count_stages(self) -> np.ndarray:
         """Customers by (segment x band, stage)."""
@@ -208,7 +209,8 @@ class NumpyEngine:
         cm = self.cm
         d = self.day + 1
         b = cm.budget[d].copy() if budgets is None else np.asarray(budgets, dtype=np.float64)
-        reach = channel_reach(cm, self.counts, self.stock, b, self.cells)
+        cells_today = self.cells  # today's audiences (tomorrow's are counted below)
+        reach = channel_reach(cm, self.counts, self.stock, b, cells_today)
         tables = day_tables(cm, self.counts, reach, d)
         # thresholds by flat (row, column); P(event) < 1 so they fit in 32 bits (clip the 2**32 edge)
         thr = np.minimum(tables.thr.reshape(-1), _U32_MAX).astype(np.uint32)
@@ -229,7 +231,7 @@ class NumpyEngine:
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b
-        h.funnel[d] = realised_funnel(cm, reach, tables, int(unsubs.sum()), self.key, d)
+        h.funnel[d] = realised_funnel(cm, reach, tables, int(unsubs.sum()), self.key, d, cells_today)
         self.counts = apply_flows(self.counts, flows)
         h.stages[d] = self.counts
         self.stock = reach.stock

@@ -194,7 +194,7 @@ def new_history(cm: Compiled) -> History:
     )
 
 
-def finish_day(h: History, cm: Compiled, t: Day, reach, tables, budgets, counts, key):
+def finish_day(h: History, cm: Compiled, t: Day, reach, tables, budgets, counts, key, cells=None):
     """Record day ``t.day``'s counts in ``h`` (as the engine does after its kernel) and
     return the stage counts and audience cells the next day starts from."""
     d = t.day
@@ -213,7 +213,7 @@ def finish_day(h: History, cm: Compiled, t: Day, reach, tables, budgets, counts,
     h.channel_units[d] = units
     h.channel_spend[d] = spend
     h.channel_budget[d] = budgets
-    h.funnel[d] = realised_funnel(cm, reach, tables, int(h.unsubscribes[d].sum()), key, d)
+    h.funnel[d] = realised_funnel(cm, reach, tables, int(h.unsubscribes[d].sum()), key, d, cells)
     counts = apply_flows(counts, flows)
     h.stages[d] = counts
     return counts, None if t.cells is None else np.array(t.cells, np.int64)
@@ -271,7 +271,8 @@ class PythonEngine:
                     b += 1
             self.stage[i] = s
             self.row[i] = (g * RESPONSIVENESS_LEVELS + level) * W + b * 2 + permitted[s]
-            self.sx[i] = sx_of[s][0]
+            self.orders[i] = int(cm.start_orders[s])
+            self.sx[i] = sx_of[s][self.orders[i]]
         lay = cm.layout
         self._col_of = lay.colf.reshape(-1, MAX_DWELL + 1).tolist()  # [slot][days]
         self._sx_of = sx_of
@@ -311,7 +312,7 @@ class PythonEngine:
         tables = day_tables(cm, self.counts, reach, d)
         t = Day(cm, tables, d, self._col_of, self._sx_of, self._crow_of, self._fb_of, self.cells is not None)
         self._day(t)
-        self.counts, self.cells = finish_day(self.history, cm, t, reach, tables, b, self.counts, self.key)
+        self.counts, self.cells = finish_day(self.history, cm, t, reach, tables, b, self.counts, self.key, self.cells)
         self.stock = reach.stock
         self.day = d
 

@@ -67,12 +67,14 @@ def n_chunks(n_customers):
 @njit(**PARALLEL)
 def init_customers(
     stage, row, sx, orders, clock, last_order, acquired, converted, revenue, reached, track,
-    key, seg_end, stage_cum, band_cum, permitted, width, sx_of,
+    key, seg_end, stage_cum, band_cum, permitted, start_orders, width, sx_of,
 ):
     """Initial state. Segments are contiguous blocks ending at ``seg_end``; the starting
     stage, the responsiveness level and the age band (``band_cum[segment]``, cumulative
     shares) are drawn per customer (day 0). ``permitted[stage]`` is 1 where a customer
-    starting in that stage has given email permission; ``sx_of[stage, orders]`` is the
+    starting in that stage has given email permission and ``start_orders[stage]`` the
+    orders a customer starting there has made (a buyer of the entry offer 1, of the core
+    offer too 2; no day of the last order is known); ``sx_of[stage, orders]`` is the
     column-table slot."""
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
@@ -101,8 +103,8 @@ def init_customers(
                     b += 1
             stage[i] = s
             row[i] = (g * N_LEVELS + level) * width + b * 2 + permitted[s]
-            sx[i] = sx_of[s, 0]
-            orders[i] = 0
+            orders[i] = start_orders[s]
+            sx[i] = sx_of[s, start_orders[s]]
             clock[i] = 0
             last_order[i] = NEVER
             acquired[i] = NONE

@@ -161,6 +161,7 @@ class Engine:
             cm.stage_cum,
             cm.band_cum,
             cm.permitted,
+            cm.start_orders,
             cm.width,
             cm.layout.sx_of,
         )

@@ -96,6 +96,7 @@ class Compiled:
     stage_cum: np.ndarray  # float64[10] cumulative starting shares
     band_cum: np.ndarray  # float64[G, B] cumulative age-band shares per segment
     permitted: np.ndarray  # uint8[10] 1 where a customer starting in the stage has email permission
+    start_orders: np.ndarray  # uint8[10] orders a customer starting in the stage has made (entry 1, core 2)
     levels: np.ndarray  # float64[G, 16] responsiveness multipliers
     organic: np.ndarray  # float64[G, cols] organic advance hazard (lapsed: reactivation)
     lapse: np.ndarray  # float64[G, cols] lapse hazard
@@ -450,6 +451,7 @@ def compile_scenario(sc: Scenario) -> Compiled:
         stage_cum=_ro(stage_cum),
         band_cum=_ro(band_cum),
         permitted=_ro(np.isin(np.arange(N_STAGES), PERMISSION_STAGES).astype(np.uint8)),
+        start_orders=_ro(np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 0], np.uint8)),
         levels=_ro(levels),
         organic=_ro(organic),
         lapse=_ro(lapse),
@@ -662,7 +664,9 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> 
         mask = cm.mask.reshape(C, G, W, n_cols)
         band = np.arange(W) // 2
         for c in np.flatnonzero(cm.funnel):
-            eff = cm.effect[c, cs] * np.where(cs == UNAWARE, 1.0, cal)  # [cols]
+            # the calendar lifts what sessions sell, not a session making someone aware or
+            # bringing a lapsed person back
+            eff = cm.effect[c, cs] * np.where((cs == UNAWARE) | (cs == LAPSED), 1.0, cal)  # [cols]
             aff = cm.affinity[c][:, band]  # [G, W]
             ch_cols[c] = reach.contacts[c] * aff[:, :, None] * eff[None, None, :] * mask[c]
             if cm.unsub[c] > 0:

@@ -50,7 +50,7 @@ class Customer:
     )
 
 
-def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None):
+def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None, start_orders=None):
     """Starting customers. ``band_cum[g]``: cumulative age-band shares of segment g;
     ``permitted[s]``: 1 where starting in stage s gives email permission."""
     people = []
@@ -70,7 +70,7 @@ def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None):
             while c.band < len(cum) - 1 and ub >= cum[c.band]:
                 c.band += 1
         c.permission = int(permitted[s]) if permitted is not None else int(3 <= s <= 8)
-        c.orders = 0
+        c.orders = int(start_orders[s]) if start_orders is not None else 0
         c.clock = 0
         c.last_order = NEVER
         c.acquired = c.converted = 255

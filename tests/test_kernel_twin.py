@@ -95,7 +95,8 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
     key = naive.stream_key(cm.seed, replication)
     assert key == int(e.key)
     people = naive.init(
-        cm.customers, key, list(cm.seg_end), list(cm.stage_cum), track, cm.band_cum.tolist(), cm.permitted.tolist()
+        cm.customers, key, list(cm.seg_end), list(cm.stage_cum), track, cm.band_cum.tolist(), cm.permitted.tolist(),
+        cm.start_orders.tolist(),
     )
     lay = cm.layout
     col_of = lay.colf.reshape(-1, MAX_DWELL + 1).tolist()  # [slot][days]

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -59,7 +60,7 @@ def exit_code(exc: CvjError) -> int:
     return EXIT_FAILURE if isinstance(exc, ClusterError) else EXIT_USAGE
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> "NoReturn":  # noqa: F821
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     err.print(Text("error:", style="bold red"), message)
     sys.exit(code)
 
@@ -205,10 +206,17 @@ def validate(scenario: Path, sets, quiet_warnings) -> None:
 @click.option("--out", "out_dir", type=click.Path(), help="Write Parquet tables to this directory.")
 @click.option("--seed", type=click.IntRange(min=0), help="Override market.seed.")
 @click.option("--customers", type=int, help="Override market.customers (the market: changes the business).")
-@click.option("--sample", type=click.IntRange(min=1), help="Simulate this many of the market's customers (budgets and audiences scaled; KPIs for the whole market).")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Simulate this many of the market's customers (budgets and audiences scaled; KPIs for the whole market).",
+)
 @click.option("--days", type=int, help="Override market.days.")
 @click.option("--replications", type=click.IntRange(min=1), default=1, show_default=True, help="Independent replications 0..N-1.")
-@click.option("--replication", "first", type=click.IntRange(min=0), default=0, show_default=True, help="Number of the first replication.")
+@click.option(
+    "--replication", "first", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Number of the first replication.",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="Kernel threads (default: all cores). Results do not depend on it.")
 @click.option(
     "--customers-table",
@@ -372,7 +380,10 @@ def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
 @click.option("--scheduler", metavar="ADDRESS", help="Run on the Dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786.")
 @click.option("--dask-workers", type=click.IntRange(min=1), help="Run on a local Dask cluster of N worker processes.")
 @click.option("--threads", type=click.IntRange(min=1), help="Kernel threads per worker (default: cores / workers).")
-@click.option("--retries", type=click.IntRange(min=0), help="Dask: runs of a task that raised (default 2; a lost worker's tasks always move on).")
+@click.option(
+    "--retries", type=click.IntRange(min=0),
+    help="Dask: runs of a task that raised (default 2; a lost worker's tasks always move on).",
+)
 @click.option(
     "--target-halfwidth",
     "targets",
@@ -463,7 +474,10 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the upgraded file here (default: print it).")
+@click.option(
+    "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the upgraded file here (default: print it).",
+)
 def upgrade(scenario: Path, out_file: Path | None) -> None:
     """Rewrite a format-1 SCENARIO as format 2, comments kept.
 

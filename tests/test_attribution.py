@@ -25,7 +25,8 @@ from cvj.attribution import BASE, attribute, counterfactuals, off_variant, step_
 from cvj.scenario import override, validate_scenario
 from cvj.study.stats import paired_contrast
 from tests.stat_checks import FAMILY_ALPHA, per_test_alpha
-from tests.test_cli import assert_user_error, cvj as cvj_cli
+from tests.test_cli import assert_user_error
+from tests.test_cli import cvj as cvj_cli
 from tests.test_study_stats import binomial_band
 
 TINY = """

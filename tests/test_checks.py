@@ -14,7 +14,8 @@ import cvj
 from cvj.checks import ALL, CHECKS, check_names, check_scenario, shown
 from cvj.errors import ArgumentError
 from cvj.scenario import override
-from tests.test_cli import assert_user_error, cvj as cvj_cli
+from tests.test_cli import assert_user_error
+from tests.test_cli import cvj as cvj_cli
 
 HERE = Path(__file__).parent / "warnings"
 

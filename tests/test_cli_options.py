@@ -12,7 +12,8 @@ import pytest
 
 import cvj
 from cvj.cli import main
-from tests.test_cli import assert_user_error, cvj as cvj_cli
+from tests.test_cli import assert_user_error
+from tests.test_cli import cvj as cvj_cli
 
 STARTER_DAYS = ("--days", 40)
 

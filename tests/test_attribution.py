@@ -211,3 +211,12 @@ def test_a_zero_effect_has_a_ci_covering_0_at_the_nominal_rate():
     assert lo <= covered <= hi, f"{covered}/{SEEDS} intervals cover 0, expected {lo}..{hi}"
     assert narrow < lo, f"intervals a quarter as wide still cover 0 in {narrow}/{SEEDS}: the check has no power"
     assert real < lo, f"the real effect of ads is covered by 0 in {real}/{SEEDS}"
+
+
+def test_the_runs_memory_check_counts_the_customers_table_the_base_runs_build(monkeypatch):
+    import cvj.study.runner
+
+    calls = []
+    monkeypatch.setattr(cvj.study.runner, "check_memory", lambda n, customers_table=False: calls.append((n, customers_table)))
+    attribute(tiny(), replications=2, step=0.0, workers=1, threads=1)
+    assert calls == [(1500, True)]

@@ -48,11 +48,11 @@ def test_exclusive_or_invalid_choices_are_refused_before_anything_starts(study, 
 
 def test_memory_is_checked_once_for_the_runs_sharing_this_machine(study, monkeypatch):
     calls = []
-    monkeypatch.setattr(cvj.study.runner, "check_memory", lambda n: calls.append(n))
+    monkeypatch.setattr(cvj.study.runner, "check_memory", lambda n, customers_table=False: calls.append((n, customers_table)))
     compare(study, workers=1)
-    assert calls == [3000]  # one process holds one population at a time
+    assert calls == [(3000, False)]  # one process holds one population at a time (no customers table)
 
-    def refuse(n):
+    def refuse(n, customers_table=False):
         raise ResourceError("too big", "market.customers", n)
 
     monkeypatch.setattr(cvj.study.runner, "check_memory", refuse)

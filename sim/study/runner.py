@@ -285,7 +285,9 @@ def compare(
         sharing = dask_workers or local  # runs held in this machine's memory at once (a remote cluster: none)
         if todo and sharing:
             # a tracked variant's run builds its customers table before reducing it to paths
-            check_memory(max(v.scenario.market.simulated for v in st.variants.values()) * sharing, bool(st.tracked))
+            check_memory(
+                max(v.scenario.market.simulated for v in st.variants.values()) * sharing, customers_table=bool(st.tracked)
+            )
         if not dask:
             return _run(st, sink, todo, local, threads, executor, progress, target_halfwidth)
         with _dask_cluster(scheduler, dask_workers, threads, retries, log) as ex:

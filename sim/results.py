@@ -106,7 +106,7 @@ def summary_table(rows: list[dict]) -> pa.Table:
 
 
 def _stage_columns(stage: np.ndarray, prefix: str = "") -> dict:
-    """A stage column and the phases it rolls up to (AIDA, seed 000; ADL, seed 001)."""
+    """A stage column and the phases it rolls up to (AIDA, the funnel article; ADL, the four-phases article)."""
     return {
         f"{prefix}stage": _dict(stage, STAGES),
         f"{prefix}aida_phase": _dict(np.searchsorted(sorted(set(AIDA_PHASE)), np.array(AIDA_PHASE))[stage],

@@ -38,7 +38,7 @@ REPEAT_STAGES = (ASCENDED, ADVOCATE, PROMOTER)
 CAUSE_ORGANIC = 0
 CAUSE_REFERRAL = 1
 
-#: The classic funnel (AIDA, seed 000) and Arthur D. Little's four phases (seed 001):
+#: The classic funnel (AIDA, the funnel article) and Arthur D. Little's four phases (the four-phases article):
 #: what each stage rolls up to, for tables a dashboard groups by.
 AIDA_PHASE = (
     "none", "awareness", "interest", "desire", "action", "action", "action", "action", "action", "lapsed",

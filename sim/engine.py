@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import ResourceError
 from .model import MAX_DWELL, PRICING_CODE, Compiled, channel_reach, day_tables
+from .network import WordOfMouth, compile_network
 from .stages import CAUSE_REFERRAL, LAPSED, N_STAGES, PROMOTER
 
 #: repeat orders are counted by earlier orders (1 .. ORDER_CLASSES - 1, the last class
@@ -192,6 +193,9 @@ class Engine:
             self.cells = self._count_cells(day=1)
         self.stock = np.zeros(C)
         self.day = 0
+        # word of mouth on a social network: events found before each day, applied after it
+        net = compile_network(cm)
+        self.referrals = WordOfMouth(self, net) if net is not None else None
 
     def _count_stages(self) -> np.ndarray:
         """Customers by (segment x band, stage)."""
@@ -260,6 +264,8 @@ class Engine:
         reach = channel_reach(cm, self.counts, self.stock, b, cells_today)
         tables = day_tables(cm, self.counts, reach, d)
         lay = cm.layout
+        if self.referrals is not None:
+            self.referrals.before_day(d)
         self._k.advance_day(
             self.stage,
             self.row,
@@ -293,13 +299,15 @@ class Engine:
             self._gaps,
         )
         all_flows = self._flows.sum(axis=0)
+        if self._cells.shape[1]:
+            self.cells = self._cells.sum(axis=0, dtype=np.int64)
+        if self.referrals is not None:
+            self.referrals.after_day(d, all_flows, self.cells)
         flows = all_flows[..., :-1]
         h = self.history
         h.flows[d] = flows
         h.unsubscribes[d] = all_flows[..., -1]
         h.gaps += self._gaps.sum(axis=0)
-        if self._cells.shape[1]:
-            self.cells = self._cells.sum(axis=0, dtype=np.int64)
         h.offer_units[d] = self._buys.sum(axis=0)
         h.first_touch[d] = self._first_touch.sum(axis=0)
         spend = reach.spend

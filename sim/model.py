@@ -348,9 +348,13 @@ def compile_scenario(sc: Scenario) -> Compiled:
             p = rate_at(rate, int(lo[j]))
             repeat_h[j, o] = hazard(p) * (p > 0) * order_mult[j]
 
+    # the mean-field hazard; with the network model word of mouth travels by referral
+    # events between customers instead (cvj.network), so this term is zero
     referral_rate = np.zeros(N_STAGES)
-    for name, r in sc.referrals.rates.items():
-        referral_rate[STAGE_ID[name]] = r
+    if sc.referrals.model == "mean_field":
+        lift = next((ch.referral_lift for ch in sc.channels.values() if ch.pricing == "commission"), 1.0)
+        for name, r in sc.referrals.rates.items():
+            referral_rate[STAGE_ID[name]] = r * lift
 
     calendar = np.ones(D + 1)
     if sc.start_date is not None and (sc.calendar.weekday or sc.calendar.events):
@@ -401,7 +405,7 @@ def compile_scenario(sc: Scenario) -> Compiled:
             band_aff[band_index[band]] = a
         affinity[c] = aff[:, None] * band_aff[None, :]
         if ch.pricing == "commission":
-            per_unit[c] = ch.commission
+            per_unit[c] = ch.commission + ch.friend_discount  # the referrer's reward and the friend's discount
             commission_channel = c
             continue
         saturation[c] = ch.saturation

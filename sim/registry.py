@@ -75,6 +75,11 @@ FIXED_KPIS = (
     ),
     Kpi("front_end_profit", _F, money=True),
     Kpi("back_end_profit", _F, money=True),
+    Kpi("referral_share", _F, defined_as="has conversions", undefined_as="no conversions"),
+    Kpi("viral_coefficient", _F, defined_as="has word of mouth on a network and buyers",
+        undefined_as="no network model or no buyers"),
+    Kpi("buyers_who_refer", _F, defined_as="has word of mouth on a network and buyers",
+        undefined_as="no network model or no buyers"),
 )
 #: stages where more customers at the end is worse
 _BAD_END = (STAGES[UNAWARE], STAGES[LAPSED])
@@ -176,6 +181,7 @@ RUN_TABLES = (
     TableInfo("orders", "replication, order_number, days_since_previous"),
     TableInfo("summary", "replication"),
     TableInfo("customers", "replication, customer"),
+    TableInfo("referrals", "replication, referral (network model only)"),
 )
 #: the tables of one run of a study (one partition each, ``variant=V/replication=R``)
 STUDY_RUN_TABLES = (

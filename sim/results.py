@@ -51,10 +51,11 @@ def _by_segment(cm: Compiled, x: np.ndarray) -> np.ndarray:
     return x.reshape(cm.n_segments, cm.n_bands, *x.shape[1:]).sum(axis=1)
 
 
-def summary(cm: Compiled, h: History, replication: int) -> dict:
+def summary(cm: Compiled, h: History, replication: int, network: dict | None = None) -> dict:
     """The KPIs of one run, as one flat row, for the whole market: with a sample
     (``market.sample``), money and counts are the sample's divided by its scale; CAC,
-    ROAS, LTV and the payback day are ratios and need no scaling."""
+    ROAS, LTV and the payback day are ratios and need no scaling. ``network`` holds the
+    word-of-mouth KPIs only the network model has (:func:`cvj.network.network_kpis`)."""
     m = money(cm, h)
     up = 1.0 / cm.scale  # 1.0 without a sample: every figure as simulated
     spend_d = m["spend"].sum(axis=1)
@@ -87,6 +88,10 @@ def summary(cm: Compiled, h: History, replication: int) -> dict:
         "payback_day": int(hit[0]) + 1 if hit.size else None,
         "front_end_profit": (front_margin - spend) * up,
         "back_end_profit": back_margin * up,
+        # entry sales of customers acquired by referral, among all entry sales
+        "referral_share": float(h.referred.sum()) / float(h.first_touch.sum()) if h.first_touch.sum() else None,
+        "viral_coefficient": (network or {}).get("viral_coefficient"),
+        "buyers_who_refer": (network or {}).get("buyers_who_refer"),
     }
     for g, name in enumerate(cm.segment_names):
         row[f"ltv_{name}"] = float(m["revenue_by_segment"][g] / conversions_g[g]) if conversions_g[g] else None

@@ -23,6 +23,7 @@ from .checks import ScenarioWarning, check_names, check_run, check_scenario, com
 from .engine import Engine, check_memory, use_threads
 from .errors import ArgumentError
 from .model import Compiled, compile_scenario
+from .network import customer_columns, network_kpis, referrals_table
 from .output import AtomicDir, write_manifest, write_table
 from .scenario import Scenario, load_scenario
 from .version import __version__
@@ -119,10 +120,15 @@ def tables_of(e: Engine) -> dict[str, pa.Table]:
         "finance": R.finance(cm, h, r),
         "channels": R.channels(cm, h, r),
         "orders": R.orders(cm, h, r),
-        "summary": R.summary_table([R.summary(cm, h, r)]),
+        "summary": R.summary_table([R.summary(cm, h, r, network_kpis(e))]),
     }
     if e.track:
         out["customers"] = R.customers(cm, e, r)
+    if e.referrals is not None:
+        out["referrals"] = referrals_table(cm, e, r)
+        if e.track:
+            for name, col in customer_columns(e).items():
+                out["customers"] = out["customers"].append_column(name, col)
     return out
 
 

@@ -196,9 +196,33 @@ class Organic(Strict):
         return _stage_keys(v, JOURNEY[1:], "a lapse rate")
 
 
+#: most contacts a person can have in the network model
+MAX_CONTACTS = 10_000
+
+
+class Network(Strict):
+    """The social graph word of mouth travels on with ``referrals.model = "network"``
+    (docs/model.md, "Word of mouth"): each person's ``contacts``; the share of the
+    contacts in the person's own segment that are neighbours on a ring of that segment
+    (``clustering``: friends of friends are friends); and how strongly contacts keep to
+    the person's own segment and age band (``segment_homophily``, ``age_homophily``:
+    0 mixes in proportion to the population, 1 keeps to one's own)."""
+
+    contacts: Annotated[int, Field(ge=0, le=MAX_CONTACTS)] = 20
+    clustering: Probability = 0.0
+    segment_homophily: Probability = 0.0
+    age_homophily: Probability = 0.0
+
+
 class Referrals(Strict):
-    #: new ``aware`` people brought in per day by each person in the stage (word of mouth)
+    #: ``mean_field``: every unaware person has the same daily chance of hearing of the
+    #: brand; ``network``: referrers tell their own contacts (``network``)
+    model: Literal["mean_field", "network"] = "mean_field"
+    #: new ``aware`` people brought in per day by each person in the stage (word of mouth);
+    #: with the network model, each person's daily chance of telling one contact
     rates: dict[str, NonNegative] = Field(default_factory=dict)
+    network: Network = Network()
+
 
     @field_validator("rates")
     @classmethod
@@ -389,6 +413,11 @@ class FixedChannel(_Reach):
 class CommissionChannel(_ChannelBase):
     pricing: Literal["commission"]
     commission: NonNegative
+    #: two-sided programmes: money off the entry offer for a referred friend, paid by the
+    #: programme per referred sale (with the commission: the referrer's reward)
+    friend_discount: NonNegative = 0.0
+    #: how much the reward raises every referrer's daily chance of telling someone
+    referral_lift: Annotated[float, Field(ge=1.0, le=100.0)] = 1.0
 
 
 Channel = Annotated[
@@ -549,6 +578,7 @@ class Scenario(Strict):
         for i, ev in enumerate(self.calendar.events):
             if ev.end < ev.start:
                 raise At(f"calendar.events.{i}.end", str(ev.end), "an event cannot end before it starts")
+        self._check_referrals()
         n_commission = 0
         for name, ch in self.channels.items():
             for band in ch.band_affinity:
@@ -602,6 +632,29 @@ class Scenario(Strict):
                         f"a period starts after the horizon ({self.market.days} days)",
                     )
         return self
+
+    def _check_referrals(self) -> None:
+        ref = self.referrals
+        lift = 1.0
+        for name, ch in self.channels.items():
+            if ch.pricing == "commission":
+                lift = ch.referral_lift
+                if ch.friend_discount > self.offers.entry.price:
+                    raise At(f"channels.{name}.friend_discount", ch.friend_discount,
+                             f"more than the entry offer's price ({self.offers.entry.price:g})")
+        if ref.model != "network":
+            if "network" in ref.model_fields_set:
+                raise At("referrals.network", None, 'the network settings need referrals.model = "network"')
+            return
+        for stage, r in ref.rates.items():
+            if r * lift > 1.0:
+                what = f" times the programme's referral_lift {lift:g}" if lift != 1.0 else ""
+                raise At(f"referrals.rates.{stage}", r, "with the network model a rate is a person's daily chance of "
+                         f"telling one contact{what}: it must be at most 1")
+        n = self.market.simulated
+        if ref.network.contacts > n - 1:
+            raise At("referrals.network.contacts", ref.network.contacts,
+                     f"a person can know at most the {n - 1:,} other people of a market of {n:,} simulated")
 
     # -- derived, read-only views ------------------------------------------------
     def canonical_json(self) -> str:

@@ -9,6 +9,8 @@ Only ``@njit`` functions over arrays live here. Per-customer state (15 bytes):
 - ``sx``         uint8   the customer's (stage, order class) slot in the column table
 - ``orders``     uint8   orders so far (entry, core and repeat; saturates at 255)
 - ``clock``      uint16  day of the customer's last activity: a stage move or an order
+                         (modulo 2**16: a subscriber who starts the run part-way through
+                         a billing period has a clock "before day 0")
 - ``last_order`` uint16  day of the last order (0xFFFF: never)
 - ``acquired``   uint8   cause that moved the customer unaware -> aware (255: none)
 - ``converted``  uint8   cause that moved the customer subscribed -> converted (255: none)
@@ -40,7 +42,7 @@ import numpy as np
 from numba import prange
 
 from .jit import PARALLEL, SERIAL, njit
-from .rng import CHOICE, EVENT, INIT_BAND, INIT_LEVEL, INIT_STAGE, day_key, draw_at, to_unit
+from .rng import CHOICE, EVENT, INIT_BAND, INIT_LEVEL, INIT_PHASE, INIT_STAGE, day_key, draw_at, to_unit
 
 CHUNK = 1 << 15
 LEVEL_BITS = 4
@@ -50,12 +52,14 @@ MAX_DWELL = (1 << DWELL_BITS) - 1  # days since the last activity are capped her
 NONE = np.uint8(255)
 NEVER = np.uint16(0xFFFF)
 PERMISSION = np.uint16(1)
+CLOCK_MASK = 0xFFFF  # days since the clock are taken modulo 2**16 (see ``clock``)
 _S32 = np.uint64(32)
 _S60 = np.uint64(60)
 
 # stage, cause and offer ids (mirrors cvj.stages; kernels do not import cvj.stages)
-_UNAWARE, _AWARE, _ENGAGED, _SUBSCRIBED, _CONVERTED, _EXCITED = 0, 1, 2, 3, 4, 5
+_UNAWARE, _AWARE, _ENGAGED, _SUBSCRIBED, _CONVERTED, _EXCITED, _ASCENDED = 0, 1, 2, 3, 4, 5, 6
 _PROMOTER, _LAPSED = 8, 9
+N_STAGES = 10
 _REFERRAL = 1
 _LEAD_MAGNET, _ENTRY, _CORE = 0, 1, 2
 
@@ -67,7 +71,7 @@ def n_chunks(n_customers):
 @njit(**PARALLEL)
 def init_customers(
     stage, row, sx, orders, clock, last_order, acquired, converted, revenue, reached, track,
-    key, seg_end, stage_cum, band_cum, permitted, start_orders, width, sx_of,
+    key, seg_end, stage_cum, band_cum, permitted, start_orders, width, sx_of, phase,
 ):
     """Initial state. Segments are contiguous blocks ending at ``seg_end``; the starting
     stage, the responsiveness level and the age band (``band_cum[segment]``, cumulative
@@ -75,13 +79,15 @@ def init_customers(
     starting in that stage has given email permission and ``start_orders[stage]`` the
     orders a customer starting there has made (a buyer of the entry offer 1, of the core
     offer too 2; no day of the last order is known); ``sx_of[stage, orders]`` is the
-    column-table slot."""
+    column-table slot. ``phase[stage]`` > 0 spreads the starting customers' clocks over
+    the ``phase`` days before day 0 (subscribers part-way through a billing period)."""
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
     n_bands = band_cum.shape[1]
     k_stage = day_key(key, 0, INIT_STAGE)
     k_level = day_key(key, 0, INIT_LEVEL)
     k_band = day_key(key, 0, INIT_BAND)
+    k_phase = day_key(key, 0, INIT_PHASE)
     for ci in prange(chunks):
         lo = ci * CHUNK
         hi = min(n, lo + CHUNK)
@@ -106,6 +112,9 @@ def init_customers(
             orders[i] = start_orders[s]
             sx[i] = sx_of[s, start_orders[s]]
             clock[i] = 0
+            if phase[s] > 0:
+                back = np.int64(to_unit(draw_at(k_phase, i)) * phase[s])
+                clock[i] = (-back) & CLOCK_MASK
             last_order[i] = NEVER
             acquired[i] = NONE
             converted[i] = NONE
@@ -146,11 +155,15 @@ def advance_day(
     cause_cum,
     buy_cum,
     price,
+    memo,
+    start_offer,
+    first_pay_at,
     flows,
     buys,
     first_touch,
     cells,
     gaps,
+    subs,
 ):
     """Advance every customer by one day ``day`` (1-based).
 
@@ -176,6 +189,20 @@ def advance_day(
     buy_cum : float64[cols, offers]
         Given a repeat purchase: cumulative probability of each offer.
     price : float64[offers]
+    memo : uint8[10 + offers]
+        ``memo[s]``: 1 where a move on from stage ``s`` restarts the clock;
+        ``memo[10 + o]``: 1 where a repeat purchase of offer ``o`` restarts the clock
+        and counts as an order. All 1 except in a subscription shop, where a
+        subscriber's clock runs from the last bill (moves between the subscriber
+        stages and upsells leave it) and its orders count the bills.
+    start_offer : int
+        The offer a first-time buyer (at most one order so far) gets on the move
+        excited -> ascended: the core offer, or a subscription's free trial (its own
+        offer); anyone else buys the core offer.
+    first_pay_at : int
+        -1 without a subscription. With one, a sign-up that pays is a first payment,
+        and so is a bill paid with exactly ``first_pay_at`` orders so far (2: the
+        first bill after a trial; 1 without a trial, which no bill matches).
     flows : int64[chunks, segments * bands, 10, causes + 2]
         (out) moves out of each stage by cause; column ``causes``: lapses;
         ``causes + 1``: unsubscribes (no move).
@@ -190,6 +217,11 @@ def advance_day(
     gaps : int64[chunks, order classes, MAXG + 1]           (out)
         Repeat orders by the number of earlier orders (capped) and days since the
         previous order (capped at MAXG).
+    subs : int64[chunks, segments * bands, causes + 3]       (out)
+        First payments of a subscription by the cause that acquired the customer
+        (column ``causes``: customers past ``unaware`` at the start); column
+        ``causes + 1``: trials that ended without a payment, ``causes + 2``: trials
+        that ended with one (these are among the first payments).
     """
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
@@ -205,13 +237,14 @@ def advance_day(
         buys[ci, :, :] = 0
         first_touch[ci, :, :] = 0
         gaps[ci, :, :] = 0
+        subs[ci, :, :] = 0
         if count:
             cells[ci, :, :] = 0
         lo = ci * CHUNK
         hi = min(n, lo + CHUNK)
         for i in range(lo, hi):
             r = row[i]
-            dw = day - clock[i]
+            dw = (day - np.int64(clock[i])) & CLOCK_MASK
             if dw > MAX_DWELL:
                 dw = MAX_DWELL
             col = colf[(np.int64(sx[i]) << DWELL_BITS) + dw]
@@ -235,7 +268,8 @@ def advance_day(
                     flows[ci, fb, s, k] += 1
                     new = _AWARE if s == _LAPSED else s + 1
                     stage[i] = new
-                    clock[i] = day
+                    if memo[s]:
+                        clock[i] = day
                     if s == _UNAWARE:
                         acquired[i] = k
                     elif s == _ENGAGED:
@@ -250,8 +284,14 @@ def advance_day(
                         a = acquired[i]
                         first_touch[ci, fb, a if a != NONE else n_causes] += 1
                     elif s == _EXCITED:
-                        buys[ci, fb, _CORE] += 1
-                        revenue[i] += price[_CORE]
+                        # a first-time subscriber may start with a free trial; any other
+                        # sign-up is a payment (of a subscription: its first)
+                        o = start_offer if orders[i] <= 1 else _CORE
+                        buys[ci, fb, o] += 1
+                        revenue[i] += price[o]
+                        if o == _CORE and first_pay_at >= 0:
+                            a = acquired[i]
+                            subs[ci, fb, a if a != NONE else n_causes] += 1
                         _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
                     sx[i] = sx_of[new, orders[i]]
                     if track and reached[i, new - 1] == NEVER:
@@ -259,6 +299,8 @@ def advance_day(
                         reached_by[i, new - 1] = k
                 elif u < pl:
                     flows[ci, fb, s, n_causes] += 1
+                    if s >= _ASCENDED and s <= _PROMOTER and orders[i] == first_pay_at:
+                        subs[ci, fb, n_causes + 1] += 1  # a trial that ends unpaid
                     stage[i] = _LAPSED
                     sx[i] = sx_of[_LAPSED, orders[i]]
                     clock[i] = day
@@ -274,11 +316,16 @@ def advance_day(
                         o += 1
                     buys[ci, fb, o] += 1
                     revenue[i] += price[o]
-                    clock[i] = day
-                    _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
-                    sx[i] = sx_of[s, orders[i]]
+                    if memo[N_STAGES + o]:
+                        if o == _CORE and orders[i] == first_pay_at:  # a trial ends paid
+                            a = acquired[i]
+                            subs[ci, fb, a if a != NONE else n_causes] += 1
+                            subs[ci, fb, n_causes + 2] += 1
+                        clock[i] = day
+                        _order(i, day, orders, last_order, gaps, ci, maxg, n_oc)
+                        sx[i] = sx_of[s, orders[i]]
             if count:
-                d2 = day + 1 - clock[i]
+                d2 = (day + 1 - np.int64(clock[i])) & CLOCK_MASK
                 if d2 > MAX_DWELL:
                     d2 = MAX_DWELL
                 cells[ci, crow_of[row[i]], colf[(np.int64(sx[i]) << DWELL_BITS) + d2]] += 1

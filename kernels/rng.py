@@ -41,6 +41,7 @@ CHOICE = 2  # which outcome / cause / product, given that something happened
 INIT_STAGE = 3  # starting stage
 INIT_LEVEL = 4  # responsiveness level
 INIT_BAND = 5  # age band
+INIT_PHASE = 12  # where a starting subscriber is in its billing period
 
 
 @njit(**SERIAL)

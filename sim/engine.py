@@ -101,12 +101,20 @@ class History:
     unsubscribes: np.ndarray  # int64[D+1, G*B, 10] email permissions lost, by stage
     funnel: np.ndarray  # float64[D+1, C, len(FUNNEL)] each channel's dashboard figures (see FUNNEL)
     gaps: np.ndarray  # int64[order classes, MAX_GAP + 1] repeat orders by earlier orders and days since the previous one
+    #: int64[D+1, G*B, K+3] first payments of a subscription by acquiring cause (K: before
+    #: day 1); K+1, K+2: trials ended unpaid, paid
+    subs: np.ndarray
 
     @property
     def referred(self) -> np.ndarray:
         """int64[D+1, G*B] conversions of customers acquired by referral (the referral
         programme's sales): the referral column of :attr:`first_touch`."""
         return self.first_touch[:, :, CAUSE_REFERRAL]
+
+    @property
+    def first_payments(self) -> np.ndarray:
+        """int64[D+1, G*B] subscribers' first payments."""
+        return self.subs[:, :, :-2].sum(axis=-1)
 
 
 class Engine:
@@ -165,6 +173,7 @@ class Engine:
             cm.start_orders,
             cm.width,
             cm.layout.sx_of,
+            cm.phase,
         )
         self._crow_of = cm.crow_of
         self._fb_of = cm.fb_of
@@ -174,6 +183,7 @@ class Engine:
         self._first_touch = np.zeros((nc, GB, K + 1), np.int64)
         self._cells = np.zeros((nc, G * cm.width if cm.count_cells else 0, cm.layout.n_cols), np.int32)
         self._gaps = np.zeros((nc, ORDER_CLASSES, MAX_GAP + 1), np.int64)
+        self._subs = np.zeros((nc, GB, K + 3), np.int64)
         self.cells = None  # customers by (segment x flag cell, column) for tomorrow, when counted
         self.history = History(
             stages=np.zeros((D + 1, GB, N_STAGES), np.int64),
@@ -186,6 +196,7 @@ class Engine:
             unsubscribes=np.zeros((D + 1, GB, N_STAGES), np.int64),
             funnel=np.zeros((D + 1, C, len(FUNNEL))),
             gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
+            subs=np.zeros((D + 1, GB, K + 3), np.int64),
         )
         self.history.stages[0] = self._count_stages()
         self.counts = self.history.stages[0].copy()
@@ -223,7 +234,7 @@ class Engine:
         out = np.zeros(n_rows * lay.n_cols, np.int64)
         step = 1 << 20
         for lo in range(0, self.stage.shape[0], step):
-            dwell = np.minimum(day - self.clock[lo : lo + step].astype(np.int64), MAX_DWELL)
+            dwell = np.minimum((day - self.clock[lo : lo + step].astype(np.int64)) & 0xFFFF, MAX_DWELL)
             col = lay.colf[self.sx[lo : lo + step].astype(np.int64) * L + dwell]
             idx = self._crow_of[self.row[lo : lo + step]] * lay.n_cols + col
             out += np.bincount(idx, minlength=out.shape[0])
@@ -292,11 +303,15 @@ class Engine:
             tables.cause_cum,
             tables.buy_cum,
             cm.price,
+            cm.memo,
+            cm.start_offer,
+            cm.first_pay_at,
             self._flows,
             self._buys,
             self._first_touch,
             self._cells,
             self._gaps,
+            self._subs,
         )
         all_flows = self._flows.sum(axis=0)
         if self._cells.shape[1]:
@@ -310,11 +325,14 @@ class Engine:
         h.gaps += self._gaps.sum(axis=0)
         h.offer_units[d] = self._buys.sum(axis=0)
         h.first_touch[d] = self._first_touch.sum(axis=0)
+        h.subs[d] = self._subs.sum(axis=0)
         spend = reach.spend
         units = reach.units
         if cm.commission_channel >= 0:
             c = cm.commission_channel
-            units[c] = float(h.referred[d].sum())  # the programme pays per referred sale
+            # the programme pays per referred sale, or per referred subscriber's first payment
+            paid = h.subs[d, :, CAUSE_REFERRAL] if cm.pays_first_payment else h.referred[d]
+            units[c] = float(paid.sum())
             spend[c] = units[c] * cm.per_unit[c]
         h.channel_units[d] = units
         h.channel_spend[d] = spend

@@ -24,6 +24,8 @@ import numpy as np
 
 from .scenario import RESPONSIVENESS_LEVELS, WEEKDAYS, Audience, Scenario, rate_at, rate_breaks
 from .stages import (
+    ADVOCATE,
+    ASCENDED,
     AWARE,
     CAUSE_ORGANIC,
     CAUSE_REFERRAL,
@@ -125,6 +127,12 @@ class Compiled:
     rates: np.ndarray  # float64[C, 4] ctr, landing, open rate, click rate per send (reporting; NaN: not given)
     commission_channel: int  # index of the commission channel or -1
     count_cells: bool  # the kernel counts customers by (segment, flag cell, column) for the audiences
+    memo: np.ndarray  # uint8[10 + O] moves from a stage / repeat purchases of an offer that restart the clock
+    start_offer: int  # the offer bought on excited -> ascended (core; a subscription's free trial)
+    first_pay_at: int  # orders before a subscriber's first payment (-1: no subscription)
+    phase: np.ndarray  # float64[10] starting customers' clocks spread over this many days before day 0
+    bill: np.ndarray  # bool[cols] a subscription's bill falls due in the column
+    billing: Billing | None  # the subscription, resolved (None: the core offer is bought once)
 
     @property
     def n_segments(self) -> int:
@@ -171,6 +179,14 @@ class Compiled:
         return (r // (RESPONSIVENESS_LEVELS * W)) * self.n_bands + (r % W) // 2
 
     @property
+    def pays_first_payment(self) -> bool:
+        """The commission programme pays per referred subscriber's first payment."""
+        if self.commission_channel < 0:
+            return False
+        ch = self.scenario.channels[self.channel_names[self.commission_channel]]
+        return ch.commission_on == "first_payment"
+
+    @property
     def repeat(self) -> np.ndarray:
         """float64[cols] total repeat-purchase hazard of a column."""
         return self.repeat_h.sum(axis=1)
@@ -179,6 +195,21 @@ class Compiled:
     def buy_cum(self) -> np.ndarray:
         """float64[cols, O] given a repeat purchase, cumulative probability of each offer."""
         return _cumulative(self.repeat_h)
+
+
+@dataclass(frozen=True)
+class Billing:
+    """A subscription core offer, resolved: a bill every ``period_days``; a free trial of
+    ``trial_days`` (0: none) whose sign-up is offer ``trial_offer``; ``monthly`` the
+    price per month a subscriber is worth (MRR)."""
+
+    period_days: int
+    trial_days: int
+    trial_offer: int  # -1 without a trial
+    price: float
+    monthly: float
+    churn: tuple  # churn at the 1st, 2nd, ... renewal (the last for every later one)
+    trial_conversion: float
 
 
 MAX_DWELL = 511  # days since the last activity are capped here (the last bucket runs on); kernels.MAX_DWELL
@@ -301,6 +332,15 @@ def compile_scenario(sc: Scenario) -> Compiled:
                 breaks[s].update(aud.breaks())
     mult = off.core.order_multipliers
     order_classes = {s: len(mult) for s in REPEAT_STAGES} if len(mult) > 1 else {}
+    sub = off.core.subscription
+    if sub is not None:
+        # a subscriber's order class counts its bills: with a trial, class 0 is the
+        # trial and class j >= 1 has paid j times; without, the sign-up was the first bill
+        trial = int(sub.trial_days > 0)
+        n_classes = trial + len(sub.churn_by_renewal)
+        order_classes = {s: n_classes for s in REPEAT_STAGES} if n_classes > 1 else {}
+        for s in REPEAT_STAGES:
+            breaks[s].update({sub.period_days - 1, *((sub.trial_days - 1,) if trial else ())} - {0})
     lay = Layout.build(breaks, order_classes)
     cs, lo = lay.col_stage, lay.col_lo
     n_cols = lay.n_cols
@@ -331,9 +371,13 @@ def compile_scenario(sc: Scenario) -> Compiled:
     purchase = np.isin(cs, (SUBSCRIBED, EXCITED))
 
     offers = [off.lead_magnet, off.entry, off.core, *off.upsells.values()]
-    price = np.array([getattr(o, "price", 0.0) for o in offers])
-    unit_cost = np.array([o.unit_cost for o in offers])
-    O = len(offers)
+    price = [getattr(o, "price", 0.0) for o in offers]
+    unit_cost = [o.unit_cost for o in offers]
+    if off.core.subscription is not None and off.core.subscription.trial_days:
+        price.append(0.0)  # the free trial's sign-up: an offer of its own, free
+        unit_cost.append(0.0)
+    price, unit_cost = np.array(price), np.array(unit_cost)
+    O = len(price)
     repeat_h = np.zeros((n_cols, O))
     order_mult = np.ones(n_cols)
     if len(mult) > 1:
@@ -347,6 +391,24 @@ def compile_scenario(sc: Scenario) -> Compiled:
         for o, rate in zip((OFFER_CORE, *range(3, O)), repeat_rates):
             p = rate_at(rate, int(lo[j]))
             repeat_h[j, o] = hazard(p) * (p > 0) * order_mult[j]
+
+    memo = np.ones(N_STAGES + O, np.uint8)
+    start_offer, first_pay_at = OFFER_CORE, -1
+    phase = np.zeros(N_STAGES)
+    start_orders = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 0], np.uint8)
+    bill = np.zeros(n_cols, bool)
+    billing = None
+    if sub is not None:
+        billing, first_pay_at = _subscription(sub, off.core.price, O, lay, bill, organic, lapse, repeat_h)
+        start_offer = billing.trial_offer if billing.trial_days else OFFER_CORE
+        # a subscriber's clock runs from its last bill: moves between the subscriber
+        # stages and upsells leave it, and its orders count the bills
+        memo[[ASCENDED, ADVOCATE]] = 0
+        memo[N_STAGES + 3 :] = 0
+        memo[N_STAGES + OFFER_CORE] = 1
+        # subscribers at the start have paid and are part-way through a period
+        start_orders[list(REPEAT_STAGES)] = 2 + (billing.trial_days > 0)
+        phase[list(REPEAT_STAGES)] = billing.period_days
 
     # the mean-field hazard; with the network model word of mouth travels by referral
     # events between customers instead (cvj.network), so this term is zero
@@ -455,7 +517,7 @@ def compile_scenario(sc: Scenario) -> Compiled:
         stage_cum=_ro(stage_cum),
         band_cum=_ro(band_cum),
         permitted=_ro(np.isin(np.arange(N_STAGES), PERMISSION_STAGES).astype(np.uint8)),
-        start_orders=_ro(np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 0], np.uint8)),
+        start_orders=_ro(start_orders),
         levels=_ro(levels),
         organic=_ro(organic),
         lapse=_ro(lapse),
@@ -484,7 +546,47 @@ def compile_scenario(sc: Scenario) -> Compiled:
         rates=_ro(rates),
         commission_channel=commission_channel,
         count_cells=bool(funnel.any() or audiences),
+        memo=_ro(memo),
+        start_offer=int(start_offer),
+        first_pay_at=int(first_pay_at),
+        phase=_ro(phase),
+        bill=_ro(bill),
+        billing=billing,
     )
+
+
+def _subscription(sub, price, O, lay: Layout, bill, organic, lapse, repeat_h) -> tuple[Billing, int]:
+    """Resolve a subscription and write its bills into the columns (in place): in a
+    column where a bill is due, the day certainly brings one outcome, leaving with the
+    churn of that renewal or paying the period's price (a repeat purchase of the core
+    offer), and nothing else. The due bucket runs on to the last day, so a bill is never
+    skipped (if the draw of probability 2**-32 misses it, it falls the next day)."""
+    trial = sub.trial_days > 0
+    churn = sub.churn_by_renewal
+    tc = 1.0 if sub.trial_conversion is None else sub.trial_conversion
+    sure = float(hazard(1.0))
+    for j in np.flatnonzero(np.isin(lay.col_stage, REPEAT_STAGES)):
+        oc = max(int(lay.col_orders[j]) - 1, 0)  # 0: the first class
+        if trial and oc == 0:
+            due, leave = sub.trial_days, 1.0 - tc
+        else:
+            due, leave = sub.period_days, churn[min(oc - trial, len(churn) - 1)]
+        if lay.col_lo[j] >= due - 1:
+            bill[j] = True
+            organic[:, j] = 0.0
+            lapse[:, j] = leave * sure
+            repeat_h[j, :] = 0.0
+            repeat_h[j, OFFER_CORE] = (1.0 - leave) * sure
+    billing = Billing(
+        period_days=sub.period_days,
+        trial_days=sub.trial_days,
+        trial_offer=O - 1 if trial else -1,
+        price=float(price),
+        monthly=float(price) * (1.0 if sub.period == "month" else 1.0 / 12.0),
+        churn=churn,
+        trial_conversion=tc,
+    )
+    return billing, 2 if trial else 1
 
 
 def _audience_mask(ch, aud, lay: Layout, G, W, cell_band, cell_perm, band_index) -> np.ndarray:
@@ -679,11 +781,14 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> 
             ch_cols[c] *= mask[c]
     causes[..., 2:] = np.moveaxis(ch_cols, 0, -1)
     causes[:, :, cs == PROMOTER, :] = 0.0
+    if cm.billing is not None:  # a billing day brings the bill and nothing else
+        causes[:, :, cm.bill, :] = 0.0
+        unsub[..., cm.bill] = 0.0
     adv = causes.sum(axis=-1) * cm.take[:, None, :]  # [G, W, cols]
     H = cm.levels[:, :, None, None] * adv[:, None, :, :]  # [G, 16, W, cols]
     lam = np.broadcast_to(cm.lapse[:, None, None, :], H.shape)
     uns = np.broadcast_to(unsub.sum(axis=0)[:, None, :, :], H.shape)
-    repeat_h = cm.repeat_h if cal == 1.0 else cm.repeat_h * cal
+    repeat_h = cm.repeat_h if cal == 1.0 else cm.repeat_h * np.where(cm.bill, 1.0, cal)[:, None]
     rho = np.broadcast_to(repeat_h.sum(axis=1)[None, None, None, :], H.shape)
     total = H + lam + uns + rho
     p_event = -np.expm1(-total)

@@ -81,16 +81,29 @@ FIXED_KPIS = (
     Kpi("buyers_who_refer", _F, defined_as="has word of mouth on a network and buyers",
         undefined_as="no network model or no buyers"),
 )
+#: the KPIs of a scenario whose core offer is a subscription, after ``end_<stage>``
+SUBSCRIPTION_KPIS = (
+    Kpi("subscribers_end", _I),
+    Kpi("mrr_end", _F, money=True),
+    Kpi("arr_end", _F, money=True),
+    Kpi("first_payments", _I),
+    Kpi("cac_first_payment", _F, lower_is_better=True, defined_as="has first payments",
+        undefined_as="no first payments"),
+    Kpi("trial_conversion", _F, defined_as="has trials that ended", undefined_as="no trial ended"),
+    Kpi("churn_per_renewal", _F, lower_is_better=True, defined_as="has renewals due", undefined_as="no renewal due"),
+)
 #: stages where more customers at the end is worse
 _BAD_END = (STAGES[UNAWARE], STAGES[LAPSED])
 
 
-def kpis(segments: Iterable[str]) -> tuple[Kpi, ...]:
-    """Every KPI of a run of a scenario with these segments, in column order."""
+def kpis(segments: Iterable[str], subscription: bool = False) -> tuple[Kpi, ...]:
+    """Every KPI of a run of a scenario with these segments (and a subscription core
+    offer, if ``subscription``), in column order."""
     return (
         *FIXED_KPIS,
         *(_ltv(f"ltv_{g}") for g in segments),
         *(Kpi(f"end_{s}", _I, lower_is_better=s in _BAD_END) for s in STAGES),
+        *(SUBSCRIPTION_KPIS if subscription else ()),
     )
 
 
@@ -98,14 +111,14 @@ def _ltv(name: str) -> Kpi:
     return Kpi(name, _F, defined_as="has conversions in the segment", undefined_as="no conversions in the segment")
 
 
-def kpi_names(segments: Iterable[str]) -> tuple[str, ...]:
+def kpi_names(segments: Iterable[str], subscription: bool = False) -> tuple[str, ...]:
     """The names of :func:`kpis`."""
-    return tuple(k.name for k in kpis(segments))
+    return tuple(k.name for k in kpis(segments, subscription))
 
 
 def kpi(name: str) -> Kpi:
     """The KPI called ``name`` (``ltv_<segment>`` for any segment name)."""
-    for k in FIXED_KPIS:
+    for k in (*FIXED_KPIS, *SUBSCRIPTION_KPIS):
         if k.name == name:
             return k
     if name.startswith("ltv_"):
@@ -115,9 +128,9 @@ def kpi(name: str) -> Kpi:
     raise KeyError(f"no KPI {name!r}")
 
 
-def summary_schema(segments: Iterable[str]) -> pa.Schema:
+def summary_schema(segments: Iterable[str], subscription: bool = False) -> pa.Schema:
     """The schema of a run's ``summary`` table: the keys, then every KPI."""
-    return pa.schema([*SUMMARY_KEYS.items(), *((k.name, k.type) for k in kpis(segments))])
+    return pa.schema([*SUMMARY_KEYS.items(), *((k.name, k.type) for k in kpis(segments, subscription))])
 
 
 #: the marketer's moves of one run: the ``budget_moves`` table
@@ -172,7 +185,8 @@ class TableInfo:
     schema: pa.Schema | None = None
 
 
-#: the tables of ``cvj run`` (``customers`` only with ``--customers-table``)
+#: the tables of ``cvj run`` (``customers`` only with ``--customers-table``,
+#: ``subscriptions`` only when the core offer is a subscription)
 RUN_TABLES = (
     TableInfo("daily_stages", "replication, day, segment, age_band, stage"),
     TableInfo("transitions", "replication, day, segment, age_band, from_stage, to_stage, cause"),
@@ -181,6 +195,7 @@ RUN_TABLES = (
     TableInfo("orders", "replication, order_number, days_since_previous"),
     TableInfo("summary", "replication"),
     TableInfo("customers", "replication, customer"),
+    TableInfo("subscriptions", "replication, day, segment, age_band"),
     TableInfo("referrals", "replication, referral (network model only)"),
 )
 #: the tables of one run of a study (one partition each, ``variant=V/replication=R``)
@@ -213,6 +228,7 @@ __all__ = [
     "RUN_TABLES",
     "STUDY_RUN_TABLES",
     "STUDY_TABLES",
+    "SUBSCRIPTION_KPIS",
     "SUMMARY_KEYS",
     "Kpi",
     "TableInfo",

@@ -16,10 +16,13 @@ from .registry import RUN_TABLES, SUMMARY_KEYS, kpi, names
 from .stages import (
     ADL_PHASE,
     AIDA_PHASE,
+    EXCITED,
     LAPSED,
+    OFFER_CORE,
     OFFER_ENTRY,
     OFFER_LEAD_MAGNET,
     PROMOTER,
+    REPEAT_STAGES,
     STAGES,
     SUBSCRIBED,
 )
@@ -98,6 +101,8 @@ def summary(cm: Compiled, h: History, replication: int, network: dict | None = N
     end = h.stages[-1].sum(axis=0)
     for s, name in enumerate(STAGES):
         row[f"end_{name}"] = round(int(end[s]) * up)
+    if cm.billing is not None:
+        row.update(subscription_kpis(cm, h))
     return row
 
 
@@ -222,6 +227,71 @@ def customers(cm: Compiled, e: Engine, replication: int) -> pa.Table:
         )
     cols["revenue"] = pa.array(e.revenue.astype(np.float64))
     return pa.table(cols)
+
+
+def subscription_days(cm: Compiled, h: History) -> dict[str, np.ndarray]:
+    """A subscription's daily figures by (day, segment x age band), as simulated:
+    sign-ups, trial starts, payments (every bill paid, the paid sign-ups too), first
+    payments, trials ended unpaid, cancellations (paying subscribers who left at a
+    bill), and at the end of the day paying subscribers, customers in a trial and MRR."""
+    b = cm.billing
+    K = cm.n_causes
+    signups = h.flows[:, :, EXCITED, :K].sum(axis=-1)
+    trials = h.offer_units[:, :, b.trial_offer] if b.trial_days else np.zeros_like(signups)
+    paid_trials = h.subs[:, :, K + 2]
+    dropouts = h.subs[:, :, K + 1]
+    leaving = h.flows[:, :, list(REPEAT_STAGES), K].sum(axis=-1)  # subscribers leave only at a bill
+    in_trial = np.cumsum(trials - paid_trials - dropouts, axis=0)
+    subscribers = h.stages[:, :, list(REPEAT_STAGES)].sum(axis=-1) - in_trial
+    return {
+        "signups": signups,
+        "trial_starts": trials,
+        "payments": h.offer_units[:, :, OFFER_CORE],
+        "first_payments": h.first_payments,
+        "trials_ended_unpaid": dropouts,
+        "cancellations": leaving - dropouts,
+        "subscribers": subscribers,
+        "in_trial": in_trial,
+        "mrr": subscribers * b.monthly,
+    }
+
+
+def subscriptions(cm: Compiled, h: History, replication: int) -> pa.Table:
+    """One row per day, segment and age band of a subscription (see :func:`subscription_days`)."""
+    f = subscription_days(cm, h)
+    D1, GB = f["signups"].shape
+    day, fb = np.meshgrid(np.arange(D1), np.arange(GB), indexing="ij")
+    fb = fb.ravel()
+    cols = {
+        "replication": pa.array(np.full(D1 * GB, replication, np.int32)),
+        "day": pa.array(day.ravel().astype(np.int32)),
+        "segment": _dict(fb // cm.n_bands, cm.segment_names),
+        "age_band": _dict(fb % cm.n_bands, cm.band_names),
+    }
+    for name, x in f.items():
+        cols[name] = pa.array(x.ravel().astype(np.float64 if name == "mrr" else np.int64))
+    return pa.table(cols)
+
+
+def subscription_kpis(cm: Compiled, h: History) -> dict:
+    """A subscription's KPIs for the whole market: paying subscribers, MRR and ARR at
+    the end, first payments and the CAC per first payment, the share of trials that
+    pay and the churn per renewal (cancellations / bills due)."""
+    f = {k: v.sum(axis=1) for k, v in subscription_days(cm, h).items()}
+    up = 1.0 / cm.scale
+    spend = float(h.channel_spend.sum())
+    first = int(f["first_payments"].sum())
+    trial_ends = int(h.subs[:, :, -1].sum() + f["trials_ended_unpaid"].sum())
+    renewals_due = int(f["payments"].sum() - first + f["cancellations"].sum())
+    return {
+        "subscribers_end": round(int(f["subscribers"][-1]) * up),
+        "mrr_end": float(f["mrr"][-1]) * up,
+        "arr_end": float(f["mrr"][-1]) * 12.0 * up,
+        "first_payments": round(first * up),
+        "cac_first_payment": spend / first if first else None,
+        "trial_conversion": int(h.subs[:, :, -1].sum()) / trial_ends if trial_ends else None,
+        "churn_per_renewal": int(f["cancellations"].sum()) / renewals_due if renewals_due else None,
+    }
 
 
 def channels(cm: Compiled, h: History, replication: int) -> pa.Table:

@@ -129,6 +129,8 @@ def tables_of(e: Engine) -> dict[str, pa.Table]:
         if e.track:
             for name, col in customer_columns(e).items():
                 out["customers"] = out["customers"].append_column(name, col)
+    if cm.billing is not None:
+        out["subscriptions"] = R.subscriptions(cm, h, r)
     return out
 
 

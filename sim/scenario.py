@@ -223,7 +223,6 @@ class Referrals(Strict):
     rates: dict[str, NonNegative] = Field(default_factory=dict)
     network: Network = Network()
 
-
     @field_validator("rates")
     @classmethod
     def _rates(cls, v: dict[str, float]) -> dict[str, float]:
@@ -413,6 +412,9 @@ class FixedChannel(_Reach):
 class CommissionChannel(_ChannelBase):
     pricing: Literal["commission"]
     commission: NonNegative
+    #: what the programme pays for: a referred customer's entry-offer sale, or (with a
+    #: subscription) a referred subscriber's first payment
+    commission_on: Literal["entry_sale", "first_payment"] = "entry_sale"
     #: two-sided programmes: money off the entry offer for a referred friend, paid by the
     #: programme per referred sale (with the commission: the referrer's reward)
     friend_discount: NonNegative = 0.0
@@ -442,6 +444,41 @@ class EntryOffer(Strict):
     price_sensitivity: NonNegative = 0.0
 
 
+#: days in a billing period (a month is billed every 30 days; MRR counts the price per month)
+BILLING_DAYS = {"month": 30, "year": 365}
+MAX_CHURN_PERIODS = 6
+
+
+class Subscription(Strict):
+    """The core offer billed per period: ``offers.core.price`` is the price of a period.
+
+    A customer who buys the core offer signs up; with ``trial_days`` the sign-up is a
+    free trial and the first bill falls when it ends (``trial_conversion`` of trials
+    pay it, the rest leave); then a bill falls every period and ``churn`` of the
+    subscribers due leave instead of paying (one value, or one per renewal: the 1st,
+    2nd, ..., the last value for every later one)."""
+
+    period: Literal["month", "year"] = "month"
+    trial_days: Annotated[int, Field(ge=0, le=365)] = 0
+    trial_conversion: Probability | None = None
+    churn: Probability | list[Probability] = 0.0
+
+    @field_validator("churn")
+    @classmethod
+    def _churn(cls, v):
+        if isinstance(v, list) and not 1 <= len(v) <= MAX_CHURN_PERIODS:
+            raise ValueError(f"give 1 to {MAX_CHURN_PERIODS} churn rates (one per renewal, the last for every later one)")
+        return v
+
+    @property
+    def period_days(self) -> int:
+        return BILLING_DAYS[self.period]
+
+    @property
+    def churn_by_renewal(self) -> tuple[float, ...]:
+        return tuple(self.churn) if isinstance(self.churn, list) else (float(self.churn),)
+
+
 class CoreOffer(Strict):
     name: Label = "core offer"
     price: NonNegative
@@ -450,6 +487,8 @@ class CoreOffer(Strict):
     repeat_rate: Rate = 0.0
     #: multiplier on repeat chances by the number of the next order ("3", "4", ..., "6+")
     order_multipliers: dict[str, NonNegative] = Field(default_factory=dict)
+    #: billed per period instead of bought once (``price`` is then the price of a period)
+    subscription: Subscription | None = None
 
     @field_validator("order_multipliers")
     @classmethod
@@ -578,6 +617,7 @@ class Scenario(Strict):
         for i, ev in enumerate(self.calendar.events):
             if ev.end < ev.start:
                 raise At(f"calendar.events.{i}.end", str(ev.end), "an event cannot end before it starts")
+        self._check_subscription()
         self._check_referrals()
         n_commission = 0
         for name, ch in self.channels.items():
@@ -620,6 +660,8 @@ class Scenario(Strict):
                             "email (per_send) reaches only subscribed-or-later customers; "
                             "it cannot push people who gave no permission",
                         )
+            if ch.pricing == "commission" and ch.commission_on == "first_payment" and self.offers.core.subscription is None:
+                raise At(f"channels.{name}.commission_on", ch.commission_on, "a first payment needs offers.core.subscription")
             if ch.pricing == "commission":
                 n_commission += 1
                 if n_commission > 1:
@@ -632,6 +674,29 @@ class Scenario(Strict):
                         f"a period starts after the horizon ({self.market.days} days)",
                     )
         return self
+
+    def _check_subscription(self) -> None:
+        sub = self.offers.core.subscription
+        if sub is None:
+            return
+        core = self.offers.core
+        if sub.trial_conversion is not None and sub.trial_days == 0:
+            raise At("offers.core.subscription.trial_conversion", sub.trial_conversion,
+                     "a trial conversion needs trial_days > 0")
+        if core.repeat_rate != 0.0:
+            raise At("offers.core.repeat_rate", _shown(core.repeat_rate),
+                     "a subscription bills every period by itself; remove the repeat rate")
+        if core.order_multipliers:
+            raise At("offers.core.order_multipliers", core.order_multipliers,
+                     "a subscription bills every period; churn by renewal is offers.core.subscription.churn")
+        for stage in ("ascended", "advocate", "promoter"):
+            if stage in self.organic.lapse:
+                raise At(f"organic.lapse.{stage}", _shown(self.organic.lapse[stage]),
+                         "subscribers leave at a bill: use offers.core.subscription.churn")
+        if sub.trial_days and "core_trial" in self.offers.upsells:
+            raise At("offers.upsells.core_trial", None, "'core_trial' names the subscription's free trial; rename the upsell")
+        if sub.period_days > 510:
+            raise At("offers.core.subscription.period", sub.period, "a billing period must be shorter than 511 days")
 
     def _check_referrals(self) -> None:
         ref = self.referrals
@@ -679,7 +744,9 @@ class Scenario(Strict):
 
     @property
     def offer_names(self) -> tuple[str, ...]:
-        return ("lead_magnet", "entry", "core", *self.offers.upsells)
+        sub = self.offers.core.subscription
+        trial = ("core_trial",) if sub is not None and sub.trial_days else ()
+        return ("lead_magnet", "entry", "core", *self.offers.upsells, *trial)
 
     @property
     def cause_names(self) -> tuple[str, ...]:
@@ -688,6 +755,11 @@ class Scenario(Strict):
     @property
     def band_names(self) -> tuple[str, ...]:
         return tuple(self.age_bands) or ("all",)
+
+
+def _shown(rate):
+    """A rate as a plain value for an error message."""
+    return rate.model_dump() if hasattr(rate, "model_dump") else rate
 
 
 def _unknown_band(band: str, bands) -> str:

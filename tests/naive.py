@@ -9,7 +9,7 @@ M1 = 0xBF58476D1CE4E5B9
 M2 = 0x94D049BB133111EB
 C_SEED = 0x632BE59BD9B4E019
 C_DAY = 0xD1B54A32D192ED03
-EVENT, CHOICE, INIT_STAGE, INIT_LEVEL, INIT_BAND = 1, 2, 3, 4, 5
+EVENT, CHOICE, INIT_STAGE, INIT_LEVEL, INIT_BAND, INIT_PHASE = 1, 2, 3, 4, 5, 12
 NEVER = 0xFFFF
 
 
@@ -50,9 +50,11 @@ class Customer:
     )
 
 
-def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None, start_orders=None):
+def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None, start_orders=None, phase=None):
     """Starting customers. ``band_cum[g]``: cumulative age-band shares of segment g;
-    ``permitted[s]``: 1 where starting in stage s gives email permission."""
+    ``permitted[s]``: 1 where starting in stage s gives email permission; ``phase[s]``
+    > 0: the clock of a customer starting in stage s is set back by a uniform whole
+    number of days below it (modulo 2**16, like the kernel's uint16)."""
     people = []
     for i in range(n):
         c = Customer()
@@ -72,6 +74,9 @@ def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None, start
         c.permission = int(permitted[s]) if permitted is not None else int(3 <= s <= 8)
         c.orders = int(start_orders[s]) if start_orders is not None else 0
         c.clock = 0
+        if phase is not None and phase[s] > 0:
+            back = int(unit(draw(key, i, 0, INIT_PHASE)) * phase[s])
+            c.clock = (-back) % 65536
         c.last_order = NEVER
         c.acquired = c.converted = 255
         c.revenue = 0.0
@@ -89,16 +94,23 @@ def column(c, d, col_of, sx_of):
     """The customer's table column on day d: the bucket of days since its last activity
     (capped at the table's last day) in its (stage, order class) slot."""
     slot = sx_of[c.stage][c.orders]
-    return col_of[slot][min(d - c.clock, len(col_of[slot]) - 1)]
+    return col_of[slot][min((d - c.clock) % 65536, len(col_of[slot]) - 1)]
 
 
 def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub, cause_cum, buy_cum, price,
-        n_causes, n_bands, order_classes, max_gap):
-    """One day. Returns (flows, buys, first_touch, unsubscribes, gaps) as dicts keyed by
-    tuples; flows, buys and first_touch are keyed by segment * n_bands + band first
-    (first_touch: conversions by the cause that acquired the customer, ``n_causes`` for
-    customers who started past unaware)."""
-    flows, buys, first_touch, unsubs, gaps = {}, {}, {}, {}, {}
+        n_causes, n_bands, order_classes, max_gap, memo=None, start_offer=2, first_pay_at=-1):
+    """One day. Returns (flows, buys, first_touch, unsubscribes, gaps, subs) as dicts
+    keyed by tuples; flows, buys, first_touch and subs are keyed by segment * n_bands +
+    band first (first_touch: conversions by the cause that acquired the customer,
+    ``n_causes`` for customers who started past unaware).
+
+    A subscription (``first_pay_at`` >= 0): ``memo[s]`` says whether a move from stage
+    s restarts the clock, ``memo[10 + o]`` whether a repeat purchase of offer o
+    restarts it and counts as an order; a first-time buyer signs up with
+    ``start_offer`` (a free trial), anyone else pays the core offer; ``subs`` counts
+    first payments by acquiring cause, then trials ended unpaid and paid."""
+    flows, buys, first_touch, unsubs, gaps, subs = {}, {}, {}, {}, {}, {}
+    memo = memo or [1] * 30
 
     def bump(table, k):
         table[k] = table.get(k, 0) + 1
@@ -128,8 +140,14 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
             bump(flows, (fb, s, k))
             new = 1 if s == 9 else s + 1
             c.stage = new
-            c.clock = d
+            if memo[s]:
+                c.clock = d
             bought = {2: 0, 3: 1, 5: 2}.get(s)
+            cause = n_causes if c.acquired == 255 else c.acquired
+            if s == 5:
+                bought = start_offer if c.orders <= 1 else 2
+                if bought == 2 and first_pay_at >= 0:
+                    bump(subs, (fb, cause))
             if s == 0:
                 c.acquired = k
             if s == 2:
@@ -147,6 +165,8 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
                 c.reached_by[new - 1] = k
         elif u < cut_lapse[row][col]:
             bump(flows, (fb, s, n_causes))
+            if 6 <= s <= 8 and c.orders == first_pay_at:
+                bump(subs, (fb, n_causes + 1))
             c.stage = 9
             c.clock = d
             if c.reached is not None:
@@ -162,9 +182,13 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
                 o += 1
             bump(buys, (fb, o))
             c.revenue = float_add32(c.revenue, price[o])
-            c.clock = d
-            order(c)
-    return flows, buys, first_touch, unsubs, gaps
+            if memo[10 + o]:
+                if o == 2 and c.orders == first_pay_at:
+                    bump(subs, (fb, n_causes if c.acquired == 255 else c.acquired))
+                    bump(subs, (fb, n_causes + 2))
+                c.clock = d
+                order(c)
+    return flows, buys, first_touch, unsubs, gaps, subs
 
 
 def float_add32(a, b):

@@ -56,8 +56,31 @@ def chunk_edge_overrides() -> dict:
     }
 
 
+SUBSCRIPTION = {
+    # a subscription with a free trial, churn by renewal, upsells that leave the billing
+    # clock alone, subscribers part-way through a period at the start, reactivation and
+    # a programme paying per first payment; bills on days 8 and 15 of a 21-day horizon
+    # need a short period: a 14-day trial, and many starting subscribers billed in it
+    "market.customers": 2500,
+    "market.days": 40,
+    "market.seed": 17,
+    "organic.reactivation": 0.05,
+    "market.initial_stages": {"unaware": 0.3, "excited": 0.3, "ascended": 0.3, "advocate": 0.1},
+    "organic.advance.excited": 0.08,
+    "organic.advance.ascended": 0.05,
+    "organic.lapse": {"aware": 0.01, "excited": 0.02},
+    "referrals.rates.advocate": 0.3,
+    "offers.core.repeat_rate": 0.0,
+    "offers.core.order_multipliers": {},
+    "offers.core.subscription": {"trial_days": 7, "trial_conversion": 0.6, "churn": [0.2, 0.1]},
+    "offers.upsells.strap.take_rate": 0.05,
+    "channels.referral_programme.commission_on": "first_payment",
+}
+
+
 def scenarios():
     yield "default-small", cvj.load_scenario(None, {"market.customers": 3000, "market.days": 25})
+    yield "subscription", cvj.load_scenario(CLASSIC, SUBSCRIPTION)
     yield "all-mechanisms", cvj.load_scenario(CLASSIC, FULL)
     yield "above-one-chunk", cvj.load_scenario(None, chunk_edge_overrides())
 
@@ -73,6 +96,13 @@ def test_kernel_equals_naive_twin(name, sc, track):
     if name == "above-one-chunk":
         assert list(cm.seg_end[:2]) == [kernels.CHUNK - 1, kernels.CHUNK + 1]
         assert kernels.n_chunks(cm.customers) == 3
+    if name == "subscription":
+        K = cm.n_causes
+        assert h.subs[:, :, K + 1].sum() > 0 and h.subs[:, :, K + 2].sum() > 0  # trials ended unpaid and paid
+        assert h.subs[:, :, 1].sum() > 0  # first payments of referred subscribers (the commission)
+        assert h.offer_units[:, :, 3:-1].sum() > 0  # upsells, which leave the billing clock
+        assert h.flows[:, :, 9, :].sum() > 0  # reactivation: returning subscribers pay at sign-up
+        assert (Engine(cm, replication=3).clock > 65536 - 30).any()  # starting subscribers' clocks before day 0
     if name == "all-mechanisms":
         assert h.referred.sum() > 0  # referred sales (commission)
         assert h.flows[:, :, 9, :].sum() > 0  # reactivation from lapsed
@@ -96,7 +126,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
     assert key == int(e.key)
     people = naive.init(
         cm.customers, key, list(cm.seg_end), list(cm.stage_cum), track, cm.band_cum.tolist(), cm.permitted.tolist(),
-        cm.start_orders.tolist(),
+        cm.start_orders.tolist(), cm.phase.tolist(),
     )
     lay = cm.layout
     col_of = lay.colf.reshape(-1, MAX_DWELL + 1).tolist()  # [slot][days]
@@ -106,7 +136,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
         reach = channel_reach(cm, e.counts, e.stock, cm.budget[d], e.cells)
         t = day_tables(cm, e.counts, reach, d)
         gaps_before = e.history.gaps.copy()
-        flows, buys, first_touch, unsubs, gaps = naive.day(
+        flows, buys, first_touch, unsubs, gaps, subs = naive.day(
             people,
             key,
             d,
@@ -124,6 +154,9 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
             cm.n_bands,
             ORDER_CLASSES,
             MAX_GAP,
+            cm.memo.tolist(),
+            cm.start_offer,
+            cm.first_pay_at,
         )
         e.step()
         assert_same_state(e, people, track)
@@ -133,6 +166,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
         assert dict_of(h.first_touch[d]) == first_touch
         assert dict_of(h.unsubscribes[d]) == unsubs
         assert dict_of(h.gaps - gaps_before) == gaps
+        assert dict_of(h.subs[d]) == subs
         if e.cells is not None:  # tomorrow's audience cells, counted by the kernel
             expect = {}
             for c in people:

@@ -12,15 +12,27 @@ from cvj.scenario import RESPONSIVENESS_LEVELS
 from cvj.study.stats import contrasts
 
 SMALL = {"market.customers": 2000, "market.days": 12}
+#: the default shop with its handbag sold as a monthly subscription
+SUBSCRIPTION = {
+    "offers.core.subscription": {"trial_days": 7, "churn": 0.05},
+    "offers.core.repeat_rate": 0.0,
+    "offers.core.order_multipliers": {},
+    "organic.lapse": {"aware": 0.01},
+}
 
 
 def test_a_run_reports_exactly_the_registered_kpis_and_tables():
     sc = cvj.load_scenario(None, SMALL)
     res = cvj.run(sc, customers_table=True)
-    only_with = {"referrals": {"referrals.model": "network"}}  # tables of a model the default does not use
+    only_with = {  # tables of a model the default does not use
+        "referrals": {"referrals.model": "network"},
+        "subscriptions": SUBSCRIPTION,
+    }
     assert tuple(res.tables) == tuple(t for t in registry.names(registry.RUN_TABLES) if t not in only_with)
     for name, settings in only_with.items():
         assert name in cvj.run(cvj.load_scenario(None, {**SMALL, **settings})).tables
+    sub = cvj.run(cvj.load_scenario(None, {**SMALL, **SUBSCRIPTION})).tables["summary"]
+    assert sub.schema.equals(registry.summary_schema(sc.segments, subscription=True))
     summary = res.tables["summary"]
     assert summary.schema.equals(registry.summary_schema(sc.segments))
     assert tuple(summary.column_names[len(registry.SUMMARY_KEYS) :]) == registry.kpi_names(sc.segments)

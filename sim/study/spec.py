@@ -255,7 +255,10 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
         _check_marketer(settings, sc, lambda key, w=where, m=v.marketer: f"{w}.marketer" if key in m else "marketer", source)
         variants[name] = Variant(name, v.description, sc, settings, overrides)
 
-    known = kpi_names(variants[spec.baseline].scenario.segments)
+    def _names(sc):
+        return kpi_names(sc.segments, sc.offers.core.subscription is not None)
+
+    known = _names(variants[spec.baseline].scenario)
     for i, k in enumerate(spec.kpis):
         if k not in known:
             raise ScenarioError(f"unknown KPI; KPIs are {', '.join(known)}", f"kpis.{i}", k, source)
@@ -263,8 +266,11 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
     if rank_by not in spec.kpis:
         raise ScenarioError("must be one of the study's kpis", "rank_by", rank_by, source)
     for name, v in variants.items():
-        if kpi_names(v.scenario.segments) != known:
-            raise ScenarioError("variants must keep the base scenario's segments", f"variants.{name}.overrides", None, source)
+        if _names(v.scenario) != known:
+            raise ScenarioError(
+                "variants must keep the base scenario's segments and whether the core offer is a subscription",
+                f"variants.{name}.overrides", None, source,
+            )
     return Study(
         name=spec.name,
         description=spec.description,

@@ -14,8 +14,10 @@ remember (the day of their last activity, their orders, age band and email
 permission), rates that depend on the days since the last activity (piecewise or a
 Weibull/gamma shape), order multipliers, the unsubscribe outcome, channels in
 dashboard figures (bought units, normalised carry-over and saturation, per-contact
-chances, audiences counted at the start of the day), the calendar, and a sample of
-the market.
+chances, audiences counted at the start of the day), the calendar, a sample of
+the market, and a subscription core offer (docs/model.md, "Subscriptions"): a
+subscriber's bill, free trial and churn by renewal are checked first each day, from its
+own count of days since the last bill.
 
 The mechanics deliberately differ from the kernel's while following the same law:
 
@@ -298,6 +300,12 @@ class Customer(mesa.Agent):
         self.permission = self.stage in PERMISSION
         self.clock = 0  # the starting stage counts as entered on day 0
         self.orders = START_ORDERS[self.stage]
+        sub = model.sub
+        if sub is not None and self.stage in REPEAT_BUYERS:
+            # a paying subscriber part-way through its period: the last bill fell a
+            # uniform whole number of days (below the period) before day 0
+            self.orders = 3 if sub.trial_days else 2
+            self.clock = -int(rng.random() * sub.period_days)
         self.last_order: int | None = None
         self.acquired_by: int | None = None  # cause of unaware -> aware
         self.revenue = 0.0
@@ -325,6 +333,10 @@ class Customer(mesa.Agent):
         """One day: advance, lapse, unsubscribe, buy again, or nothing (from the state
         at the start of the day); then count itself for tomorrow's audiences."""
         m = self.model
+        if m.sub is not None and self.stage in REPEAT_BUYERS and self._bill(m):
+            self.state = state = self.state_on(m.day + 1)
+            m.tomorrow[state] += 1
+            return
         hz = m.day_hazards.get(self.state) or m.hazards(self.state)
         advance = self.responsiveness * hz.advance
         total = advance + hz.lapse + hz.unsubscribe + hz.repeat
@@ -346,18 +358,57 @@ class Customer(mesa.Agent):
                 self.permission = False
                 m.unsubscribes[m.day, self.fb, self.stage] += 1
             else:
-                m.record_purchase(self, _pick(hz.products, v * hz.repeat))
-                self.clock = m.day
+                o = _pick(hz.products, v * hz.repeat)
+                if m.sub is not None and o != self.CORE:
+                    # an upsell of a subscription shop: sold, but not an order, and the
+                    # subscriber's days still count from its last bill
+                    m.record_purchase(self, o, order=False)
+                else:
+                    m.record_purchase(self, o)
+                    self.clock = m.day
         self.state = state = self.state_on(m.day + 1)
         m.tomorrow[state] += 1
 
+    CORE = 2
+
+    def _bill(self, m: ReferenceModel) -> bool:
+        """A subscriber's bill, if one is due today: a trial ends ``trial_days`` after
+        its sign-up, a paid period lasts ``period_days``; the subscriber pays or leaves
+        (with the churn of this renewal) and nothing else happens today. False if no
+        bill is due."""
+        sub = m.sub
+        in_trial = sub.trial_days > 0 and self.orders == 2
+        due = sub.trial_days if in_trial else sub.period_days
+        if m.day - self.clock < due:
+            return False
+        if in_trial:
+            leave = 1.0 - (1.0 if sub.trial_conversion is None else sub.trial_conversion)
+        else:
+            churn = sub.churn if isinstance(sub.churn, list) else [sub.churn]
+            renewal = self.orders - 2 - (1 if sub.trial_days else 0)  # bills paid since the first, 0-based
+            leave = churn[min(max(renewal, 0), len(churn) - 1)]
+        if m.outcome_draws[self.index] < leave:
+            m.record_move(self, LAPSED, m.lapse_column)
+            self.stage = LAPSED
+            self.clock = m.day
+            self.reached[8] = m.day
+            if in_trial:
+                m.trials_unpaid[m.day] += 1
+        else:
+            if in_trial:
+                m.first_payment(self)
+            m.record_purchase(self, self.CORE)
+            self.clock = m.day
+        return True
     def _advance(self, m: ReferenceModel, hz: _Day, v: float) -> None:
         k = _pick(hz.causes, v * hz.cause_total)
         s = self.stage
         new = AWARE if s == LAPSED else s + 1
         m.record_move(self, new, k)
         self.stage = new
-        self.clock = m.day
+        # a subscriber's days count from its last bill, not from moves among subscribers
+        if m.sub is None or s not in (ASCENDED, ADVOCATE):
+            self.clock = m.day
         if self.reached[new - 1] is None:
             self.reached[new - 1] = m.day
         if s == UNAWARE:
@@ -371,7 +422,13 @@ class Customer(mesa.Agent):
             if self.acquired_by == m.REFERRAL_CAUSE:
                 m.referred_today += 1
         elif s == EXCITED:
-            m.record_purchase(self, m.CORE)
+            if m.sub is not None and m.sub.trial_days and self.orders <= 1:
+                m.record_purchase(self, m.TRIAL)  # a first-time buyer's free trial
+            else:
+                if m.sub is not None:
+                    m.first_payment(self)  # a sign-up that pays
+                    m._paid_signups += 1
+                m.record_purchase(self, m.CORE)
 
 
 class ReferenceModel(mesa.Model):
@@ -426,6 +483,13 @@ class ReferenceModel(mesa.Model):
             off.core.unit_cost,
             *(u.unit_cost for u in off.upsells.values()),
         ]
+        self.sub = off.core.subscription
+        self.TRIAL = None
+        if self.sub is not None and self.sub.trial_days:
+            self.TRIAL = len(self.offer_names)  # the free trial is an offer of its own
+            self.offer_names.append("core_trial")
+            self.prices.append(0.0)
+            self.unit_costs.append(0.0)
         self.O = len(self.offer_names)
         rates = [(self.CORE, off.core.repeat_rate)]
         rates += [(3 + j, u.take_rate) for j, u in enumerate(off.upsells.values())]
@@ -480,6 +544,10 @@ class ReferenceModel(mesa.Model):
         self.channel_budget = np.zeros((D1, C))
         self.figures = np.zeros((D1, C, len(FIGURES)))
         self.referred = np.zeros(D1, np.int64)
+        self.first_payments = np.zeros(D1, np.int64)
+        self.referred_first_payments = np.zeros(D1, np.int64)
+        self.trials_unpaid = np.zeros(D1, np.int64)
+        self._paid_signups = 0
         self.gaps = np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64)
         self.conversions = [0] * self.G
         self.counts = [[0] * N_STAGES for _ in range(GB)]
@@ -515,11 +583,16 @@ class ReferenceModel(mesa.Model):
         self.counts[fb][s] -= 1
         self.counts[fb][new] += 1
 
-    def record_purchase(self, customer: Customer, o: int) -> None:
+    def first_payment(self, customer: Customer) -> None:
+        self.first_payments[self.day] += 1
+        if customer.acquired_by == self.REFERRAL_CAUSE:
+            self.referred_first_payments[self.day] += 1
+
+    def record_purchase(self, customer: Customer, o: int, order: bool = True) -> None:
         self.offer_units[self.day, customer.fb, o] += 1
         customer.revenue += self.prices[o]
-        if o == self.LEAD_MAGNET:
-            return  # the lead magnet is not an order
+        if o == self.LEAD_MAGNET or not order:
+            return  # the lead magnet is not an order (nor a subscription shop's upsell)
         if customer.last_order is not None:
             gap = min(self.day - customer.last_order, MAX_GAP)
             self.gaps[min(customer.orders, ORDER_CLASSES - 1), gap] += 1
@@ -683,11 +756,36 @@ class ReferenceModel(mesa.Model):
 
         for c, chan in enumerate(self.chans):
             if chan.kind == "commission":
-                self.channel_units[d, c] = self.referred_today
-                self.channel_spend[d, c] = self.referred_today * chan.ch.commission
+                paid = self.referred_today
+                if getattr(chan.ch, "commission_on", "entry_sale") == "first_payment":
+                    paid = int(self.referred_first_payments[d])
+                self.channel_units[d, c] = paid
+                self.channel_spend[d, c] = paid * chan.ch.commission
         self.referred[d] = self.referred_today
         self._figures(d, int(self.unsubscribes[d].sum()) - unsub_before)
         self.stages[d] = self.counts
+
+    def _subscription_kpis(self, spend: float, up: float) -> dict:
+        """Paying subscribers at the end (counted customer by customer), MRR, first
+        payments, trial conversion and churn per renewal (docs/model.md, "KPIs")."""
+        sub = self.sub
+        subs = [c for c in self.customers if c.stage in REPEAT_BUYERS]
+        paying = sum(1 for c in subs if not (sub.trial_days and c.orders == 2))
+        monthly = self.prices[self.CORE] * (1.0 if sub.period == "month" else 1.0 / 12.0)
+        first = int(self.first_payments.sum())
+        paid_trials = first - int(self._paid_signups)
+        ended = paid_trials + int(self.trials_unpaid.sum())
+        leaving = int(self.flows[:, :, list(REPEAT_BUYERS), self.lapse_column].sum()) - int(self.trials_unpaid.sum())
+        renewals = int(self.offer_units[:, :, self.CORE].sum()) - first
+        return {
+            "subscribers_end": round(paying * up),
+            "mrr_end": paying * monthly * up,
+            "arr_end": paying * monthly * 12.0 * up,
+            "first_payments": round(first * up),
+            "cac_first_payment": spend / first if first else None,
+            "trial_conversion": paid_trials / ended if sub.trial_days and ended else None,
+            "churn_per_renewal": leaving / (renewals + leaving) if renewals + leaving else None,
+        }
 
     def _figures(self, d: int, unsubscribed: int) -> None:
         """Each channel's dashboard figures for day ``d``: clicks, sessions and opens are
@@ -778,6 +876,8 @@ class ReferenceModel(mesa.Model):
             summary[f"ltv_{name}"] = revenue_by_segment[g] / conv if conv else None
         for s, name in enumerate(STAGES):
             summary[f"end_{name}"] = round(sum(self.counts[fb][s] for fb in range(self.G * self.B)) * up)
+        if self.sub is not None:
+            summary.update(self._subscription_kpis(spend, up))
         D1 = self.day + 1
         by_segment = self.offer_units[:D1].reshape(D1, self.G, self.B, self.O).sum(axis=2)
         reached = np.array([[-1 if r is None else r for r in c.reached] for c in self.customers], np.int64)

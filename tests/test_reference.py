@@ -405,6 +405,36 @@ FORMAT2 = {
     },
 }
 
+#: a SaaS subscription: a 7-day free trial, a monthly bill, churn by renewal, upsells
+#: that are not orders, subscribers part-way through their month at the start, and a
+#: referral programme paying per referred subscriber's first payment
+FORMAT2["subscription"] = {
+    "format": 2,
+    "name": "subscription",
+    "market": {
+        "customers": N2,
+        "days": 40,
+        "seed": 46,
+        "initial_stages": {"unaware": 0.3, "excited": 0.3, "ascended": 0.3, "advocate": 0.1},
+    },
+    "organic": {
+        "advance": {"aware": 0.2, "engaged": 0.3, "subscribed": 0.3, "converted": 0.3, "excited": 0.05,
+                    "ascended": 0.03},
+        "lapse": {"aware": 0.02},
+    },
+    "referrals": {"rates": {"advocate": 0.05}},
+    "channels": {"programme": {"pricing": "commission", "commission": 15.0, "commission_on": "first_payment"}},
+    "offers": {
+        "entry": {"price": 0.0},
+        "core": {
+            "price": 30.0,
+            "unit_cost": 5.0,
+            "subscription": {"trial_days": 7, "trial_conversion": 0.6, "churn": [0.2, 0.1]},
+        },
+        "upsells": {"seats": {"price": 10.0, "take_rate": 0.02}},
+    },
+}
+
 #: time in a stage before a move, binned by d (full days after entering it): (from,
 #: to, first d of each bin); ``to = "lapsed"`` counts lapses of those who never went on
 DWELL = {
@@ -420,7 +450,7 @@ DWELL = {
     ],
 }
 #: worlds whose repeat orders are compared (the others sell too few)
-ORDERS = ("memory", "starting_buyers")
+ORDERS = ("memory", "starting_buyers", "subscription")
 #: orders after an earlier one: by earlier orders (1: the core offer after the entry,
 #: 2: the first repeat, 3, 4 or more) and the first day of each bin of days since the previous one
 ORDER_ROWS = ((1,), (2,), (3,), (4, 5, 6, 7))
@@ -433,6 +463,8 @@ POWER_CHANGES = {
     "memory": ("organic.lapse.ascended.scale_days", 1.1),
     # retargeting people engaged in the last 5 days instead of 4
     "dashboard": ("channels.retargeting.audience.within_days", 1.25),
+    # 66% of trials paying their first bill instead of 60%
+    "subscription": ("offers.core.subscription.trial_conversion", 1.1),
 }
 
 #: worlds where the kernel once disagreed with docs/model.md (the reference found both):
@@ -563,6 +595,8 @@ def kernel_runs(name: str, change: tuple | None = None) -> list[dict]:
 
 def _kpi_names(sc, runs_a, runs_b):
     names = list(KPIS) + [f"ltv_{g}" for g in sc.segments]
+    if sc.offers.core.subscription is not None:
+        names += ["subscribers_end", "mrr_end", "first_payments", "trial_conversion", "churn_per_renewal"]
     # a ratio that is undefined (None) in some run cannot be averaged; leave it out
     return [k for k in names if all(r["summary"][k] is not None for r in runs_a + runs_b)]
 

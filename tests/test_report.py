@@ -481,3 +481,28 @@ def test_run_and_compare_write_their_report_with_report(tmp_path):
 def test_report_without_out_is_one_line_and_exit_2(command):
     r = CliRunner().invoke(main, [*command, "--report"])
     assert r.exit_code == 2 and r.output.strip().count("\n") == 0 and "--report needs --out" in r.output
+
+
+def test_a_subscription_run_shows_its_subscribers_and_mrr(tmp_path):
+    """The subscriptions panel is the subscriptions table: paying subscribers and trials
+    by day, the MRR at the end in its subtitle; the scorecard leads with MRR; the chart
+    is valid Vega-Lite."""
+    import jsonschema
+    from altair.vegalite.v6.schema import load_schema
+
+    sc = cvj.load_scenario(ROOT / "tests" / "journeys" / "subscription.toml",
+                           {"market.customers": 20_000, "market.days": 90})
+    out = cvj.run(sc, replications=2).write(tmp_path / "saas")
+    rep = cvj.report.build(out)
+    p = panel(rep, "subscriptions")
+    t = pq.read_table(out / "subscriptions").to_pandas()
+    last = t[t.day == 90]
+    got = {r["who"]: r["customers"] for r in p.data.to_pylist() if r["day"] == 90}
+    assert got["paying"] == pytest.approx(last.subscribers.sum() / 2)
+    assert got["in a free trial"] == pytest.approx(last.in_trial.sum() / 2)
+    mrr = last.mrr.sum() / 2
+    assert f"{mrr:,.0f}" in p.spec["title"]["subtitle"]
+    assert rep.tiles[0]["kpi"] == "mrr_end"
+    assert [e.message for e in jsonschema.Draft7Validator(load_schema()).iter_errors(p.spec)] == []
+    # a run without a subscription has no such panel
+    assert "subscriptions" not in {q.id for q in cvj.report.build(_run(tmp_path, "plain", False)).charts}

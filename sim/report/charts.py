@@ -123,7 +123,13 @@ def scorecard(d: RunData) -> list[dict]:
     cur = d.currency
     rows = d.summary
     tiles = []
+    subscription = (
+        ("mrr_end", "MRR", "paying subscribers x price per month, at the end"),
+        ("subscribers_end", "Subscribers", "paying, at the end"),
+        ("cac_first_payment", "CAC per payer", f"{cur} of spend per first payment"),
+    ) if rows and "mrr_end" in rows[0] else ()
     for key, label, hint in (
+        *subscription,
         ("profit", "Profit", "revenue - cost of goods - spend"),
         ("revenue", "Revenue", "every offer sold"),
         ("spend", "Spend", "all channels"),
@@ -901,9 +907,49 @@ def no_customers_table(second_orders_shown: bool) -> Panel:
     )
 
 
+def subscriptions(d: RunData) -> Panel:
+    """Paying subscribers and customers in a free trial by day, and the MRR."""
+    cur = d.currency
+    t = d.subscriptions.to_pydict()
+    rows = [
+        {"day": day, "who": who, "customers": n, "mrr": mrr}
+        for day, paying, trial, mrr in zip(t["day"], t["subscribers"], t["in_trial"], t["mrr"])
+        for who, n in (("paying", paying), ("in a free trial", trial))
+    ]
+    data = _table(rows, {"day": pa.int32(), "who": pa.string(), "customers": pa.float64(), "mrr": pa.float64()})
+    area = (
+        alt.Chart(data)
+        .mark_area(opacity=0.85)
+        .encode(
+            x=alt.X("day:Q", title="day", scale=alt.Scale(domain=[0, d.days], nice=False)),
+            y=alt.Y("customers:Q", title="subscribers", stack=True, axis=alt.Axis(format=",.0f")),
+            color=alt.Color("who:N", title=None, scale=alt.Scale(domain=["paying", "in a free trial"],
+                                                                  range=["#3b6ea8", "#aec7e8"])),
+            order=alt.Order("who:N", sort="descending"),
+            tooltip=[alt.Tooltip("day:Q"), alt.Tooltip("who:N"), alt.Tooltip("customers:Q", format=",.0f"),
+                     alt.Tooltip("mrr:Q", format=fmt.AXIS_MONEY, title=f"MRR ({cur})")],
+        )
+    )
+    last = t["mrr"][-1] if t["mrr"] else 0.0
+    sub = f"MRR at the end {fmt.kpi('mrr_end', last, cur)}, ARR {fmt.kpi('arr_end', 12 * last, cur)}"
+    notes = ["MRR: paying subscribers x the price per month (a yearly plan counts a twelfth of its price)."]
+    if d.replications > 1:
+        notes.append(f"Mean of {d.replications} replications.")
+    return Panel(
+        "subscriptions",
+        "Subscribers and MRR",
+        "How many pay, how many are trying, and what that brings in each month?",
+        _finish(area.properties(width=WIDTH, height=HEIGHT), "Subscribers", sub),
+        data,
+        notes,
+    )
+
+
 def run_panels(d: RunData) -> list[Panel]:
     """Every panel of a run report, in page order."""
     panels = [front_back(d), stages(d), funnel(d), flow(d), profit_curve(d), spend(d), cac_roas(d), channel_efficiency(d)]
+    if d.subscriptions is not None:
+        panels.insert(5, subscriptions(d))
     if d.cohorts is not None:
         panels.append(retention(d))
     has_orders = d.order_gaps is not None or d.second_orders is not None

@@ -152,6 +152,8 @@ class RunData:
     #: from the orders table (format 2): second orders by days since the first order
     order_gaps: pa.Table | None = None  # gap, capped, orders
     first_orders: float | None = None  # orders with no earlier order (first-time buyers)
+    #: a subscription's stocks by day (sampled): day, subscribers, in_trial, mrr
+    subscriptions: pa.Table | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -162,7 +164,7 @@ class RunData:
 def read_run(out: Output) -> RunData:
     """Aggregate a run directory (see :class:`RunData`)."""
     con = _connect()
-    f = {t: out.files(t) for t in (*RUN_TABLES, "customers", "orders")}
+    f = {t: out.files(t) for t in (*RUN_TABLES, "customers", "orders", "subscriptions")}
     meta = _meta(f["summary"][0])
     try:
         scenario = json.loads(meta["cvj.scenario"])
@@ -268,6 +270,17 @@ def read_run(out: Output) -> RunData:
         _read_customers(con, f["customers"], data)
     if f["orders"]:
         _read_orders(con, f["orders"], f["finance"], data)
+    if f["subscriptions"]:
+        data.subscriptions = _q(
+            con,
+            """select day, sum(subscribers)::double / $R as subscribers, sum(in_trial)::double / $R as in_trial,
+                      sum(mrr) / $R as mrr
+               from read_parquet($f) where day % $step = 0 or day = $days group by day order by day""",
+            f=f["subscriptions"],
+            R=R,
+            step=step,
+            days=days,
+        )
     return data
 
 
@@ -294,8 +307,13 @@ def _read_orders(con, files: list[str], finance: list[str], data: RunData) -> No
 
 
 def _prices(scenario: dict) -> tuple[float, float]:
+    """What the entry offer and the core offer's sign-up sell for (a subscription's
+    free trial: nothing)."""
     offers = scenario.get("offers", {})
-    return float(offers.get("entry", {}).get("price", 0.0)), float(offers.get("core", {}).get("price", 0.0))
+    core = offers.get("core", {})
+    sub = core.get("subscription") or {}
+    signup = 0.0 if sub.get("trial_days") else float(core.get("price", 0.0))
+    return float(offers.get("entry", {}).get("price", 0.0)), signup
 
 
 def _read_customers(con, files: list[str], data: RunData) -> None:

@@ -49,11 +49,15 @@ DESCRIPTION = {
 #: implementations that use more than one thread
 THREADED = {KERNEL}
 
-DEFAULT, FORMAT1, NO_COUNTING, MEMORYLESS, MEMORYLESS_NO_COUNTING = (
-    "default", "format1", "no-counting", "memoryless", "memoryless-no-counting",
+DEFAULT, FORMAT1, NO_COUNTING, MEMORYLESS, MEMORYLESS_NO_COUNTING, NETWORK = (
+    "default", "format1", "no-counting", "memoryless", "memoryless-no-counting", "network",
 )
 #: in table order
-SCENARIOS = (DEFAULT, NO_COUNTING, MEMORYLESS, MEMORYLESS_NO_COUNTING, FORMAT1)
+SCENARIOS = (DEFAULT, NO_COUNTING, MEMORYLESS, MEMORYLESS_NO_COUNTING, FORMAT1, NETWORK)
+#: word of mouth on a social network instead of the mean-field hazard (the settings of
+#: scenarios/compare_referral_programmes.toml)
+NETWORK_SETTINGS = {"model": "network", "network": {"contacts": 20, "clustering": 0.3, "segment_homophily": 0.6,
+                                                     "age_homophily": 0.4}}
 FORMAT1_PATH = default_scenario_path().parent / "handbag_shop_format1.toml"
 #: what each scenario has on: (per-customer memory, audience cell counting)
 FEATURES = {
@@ -62,6 +66,7 @@ FEATURES = {
     MEMORYLESS: (False, True),
     MEMORYLESS_NO_COUNTING: (False, False),
     FORMAT1: (False, False),
+    NETWORK: (True, True),
 }
 #: the scenario each implementation runs (the kernel runs any)
 MODEL_OF = {NUMPY: DEFAULT, MESA: DEFAULT, PYTHON: DEFAULT, MESA_REFERENCE: FORMAT1}
@@ -102,6 +107,8 @@ def _raw(name: str) -> dict:
     if name == FORMAT1:
         return read_toml(FORMAT1_PATH)
     raw = read_toml(default_scenario_path())
+    if name == NETWORK:
+        raw["referrals"].update(copy.deepcopy(NETWORK_SETTINGS))
     return memoryless(raw) if name in (MEMORYLESS, MEMORYLESS_NO_COUNTING) else raw
 
 

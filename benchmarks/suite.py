@@ -53,6 +53,7 @@ SCENARIO_NOTES = {
     impls.MEMORYLESS: "the default without memory (year-average rates, no recency windows, one order class)",
     impls.MEMORYLESS_NO_COUNTING: "both off",
     impls.FORMAT1: "scenarios/handbag_shop_format1.toml (format 1, no memory, no counting)",
+    impls.NETWORK: "the default with word of mouth on a social network (referrals.model = \"network\")",
 }
 
 
@@ -367,6 +368,7 @@ def feature_costs(rows: list[dict], p: Plan) -> list[dict]:
             ("audience counting, with memory", DEFAULT, impls.NO_COUNTING),
             ("audience counting, without memory", impls.MEMORYLESS, impls.MEMORYLESS_NO_COUNTING),
             ("format 2 default against the format-1 shop", DEFAULT, FORMAT1),
+            ("word of mouth on a network against the mean-field default", impls.NETWORK, DEFAULT),
         ):
             out.append({"kind": "feature", "threads": t, "name": feature, "on": on, "off": off, "ratio": speed[off] / speed[on]})
     return out

@@ -123,12 +123,12 @@ def test_quick_reports_the_cost_of_each_feature(quick):
         for r in rows
         if r["implementation"] == "kernel" and (r["customers"], r["days"]) == (n, d) and not r["fresh_process"]
     }
-    scenarios = {"default", "no-counting", "memoryless", "memoryless-no-counting", "format1"}
+    scenarios = {"default", "no-counting", "memoryless", "memoryless-no-counting", "format1", "network"}
     threads = {t for _, t in speed}
     assert set(speed) == {(s, t) for s in scenarios for t in threads}
     costs = report["feature_costs"]
     features = [c for c in costs if c["kind"] == "feature"]
-    assert len(features) == 5 * len(threads)
+    assert len(features) == 6 * len(threads)
     for c in features:
         assert c["ratio"] == pytest.approx(speed[(c["off"], c["threads"])] / speed[(c["on"], c["threads"])])
     for c in costs:

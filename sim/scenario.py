@@ -708,7 +708,9 @@ class Scenario(Strict):
                     raise At(f"channels.{name}.friend_discount", ch.friend_discount,
                              f"more than the entry offer's price ({self.offers.entry.price:g})")
         if ref.model != "network":
-            if "network" in ref.model_fields_set:
+            # a resolved scenario (every default written out, as studies and --set
+            # re-validate it) carries the default settings: only a changed one is an error
+            if "network" in ref.model_fields_set and ref.network != Network():
                 raise At("referrals.network", None, 'the network settings need referrals.model = "network"')
             return
         for stage, r in ref.rates.items():

@@ -70,6 +70,10 @@ class MarketerSettings(Strict):
         Most a channel's daily budget may become.
     min_daily_budget : float
         Least a channel's daily budget may become (never negative).
+
+    Money is the market's, as the scenario's budgets are: when a run simulates a sample
+    of the market (``market.sample``), the caps and the floor scale with it like the
+    budgets (:meth:`in_sample`).
     channels : list of str, optional
         Channels the marketer manages (default: every channel with a budget, i.e. not
         the commission programme).
@@ -85,6 +89,19 @@ class MarketerSettings(Strict):
     channel_caps: dict[str, float] = Field(default_factory=dict)
     min_daily_budget: float = Field(default=0.0, ge=0.0)
     channels: list[str] | None = None
+
+    def in_sample(self, scale: float) -> MarketerSettings:
+        """These settings for a sample of ``scale`` customers per customer of the market:
+        the money caps and floor scaled like every budget (targets are ratios)."""
+        if scale == 1.0:
+            return self
+        return self.model_copy(
+            update={
+                "daily_budget_cap": None if self.daily_budget_cap is None else self.daily_budget_cap * scale,
+                "channel_caps": {k: v * scale for k, v in self.channel_caps.items()},
+                "min_daily_budget": self.min_daily_budget * scale,
+            }
+        )
 
 
 
@@ -304,8 +321,10 @@ class JourneyModel(mesa.Model):
         super().__init__(rng=[int(compiled.seed), int(replication)])
         self.compiled = compiled
         self.replication = int(replication)
-        self.settings = marketer or MarketerSettings()
-        _check_settings(self.settings, compiled)
+        written = marketer or MarketerSettings()
+        _check_settings(written, compiled)
+        # the engine's budgets are the sample's: so are the marketer's caps
+        self.settings = written.in_sample(compiled.scale)
         self.engine = Engine(compiled, replication=self.replication, track_customers=track_customers)
         caps = self.settings.channel_caps
         self.channels = [

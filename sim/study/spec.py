@@ -9,7 +9,8 @@ shared with scenarios (:mod:`cvj.documents`: unknown keys are errors; every erro
     scenario = "default.toml"          # the base scenario, relative to this file
     replications = 20
     days = 365                         # horizon (optional: the scenario's)
-    customers = 200_000                # optional: the scenario's
+    customers = 1_000_000              # optional: the scenario's market
+    sample = 200_000                   # optional: simulate a sample of the market
     baseline = "price_9"
     kpis = ["profit", "conversions", "cac", "roas"]
 
@@ -64,6 +65,9 @@ class StudySpec(Strict):
     replications: int = Field(ge=1, le=100_000)
     days: int | None = Field(default=None, ge=1, le=65_534)
     customers: int | None = Field(default=None, ge=1)
+    #: simulate this many of the market's customers (``market.sample``): budgets,
+    #: audiences and the marketer's caps scale with it, the KPIs are the market's
+    sample: int | None = Field(default=None, ge=1)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
     common_random_numbers: bool = True
     baseline: str
@@ -225,7 +229,12 @@ def load_study(path: str | os.PathLike, replications: int | None = None) -> Stud
     resolved = base.model_dump(mode="json")
 
     common = {}
-    for key, value in (("market.days", spec.days), ("market.customers", spec.customers), ("market.seed", spec.seed)):
+    for key, value in (
+        ("market.days", spec.days),
+        ("market.customers", spec.customers),
+        ("market.sample", spec.sample),
+        ("market.seed", spec.seed),
+    ):
         if value is not None:
             common[key] = value
     common.update(flatten(spec.overrides))
@@ -289,7 +298,7 @@ def _where(key: str, own: dict, variant_path: str, common: dict) -> str:
     """The key path in the study file of the override ``key`` of a variant."""
     if key in own:
         return f"{variant_path}.overrides.{key}"
-    short = {"market.days": "days", "market.customers": "customers", "market.seed": "seed"}
+    short = {"market.days": "days", "market.customers": "customers", "market.sample": "sample", "market.seed": "seed"}
     return short[key] if key in short and key not in flatten(common) else f"overrides.{key}"
 
 

@@ -85,6 +85,8 @@ class NumpyEngine:
 
     def __init__(self, compiled: Compiled, replication: int = 0, block: int = BLOCK):
         cm = compiled
+        if cm.billing is not None or cm.scenario.referrals.model == "network":
+            raise ValueError("the NumPy version models the default shop: no subscription, no referral network")
         self.cm = cm
         self.replication = int(replication)
         self.block = int(block)
@@ -125,6 +127,7 @@ class NumpyEngine:
             unsubscribes=np.zeros((D + 1, GB, N_STAGES), np.int64),
             funnel=np.zeros((D + 1, C, len(FUNNEL))),
             gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
+            subs=np.zeros((D + 1, GB, K + 3), np.int64),  # subscriptions: not modelled here
         )
         self.history.stages[0] = self._count_stages()
         self.counts = self.history.stages[0].copy()

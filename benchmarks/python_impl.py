@@ -191,6 +191,7 @@ def new_history(cm: Compiled) -> History:
         unsubscribes=np.zeros((D + 1, GB, N_STAGES), np.int64),
         funnel=np.zeros((D + 1, C, len(FUNNEL))),
         gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
+        subs=np.zeros((D + 1, GB, K + 3), np.int64),  # subscriptions: not modelled here
     )
 
 

@@ -315,7 +315,9 @@ class Engine:
         )
         all_flows = self._flows.sum(axis=0)
         if self._cells.shape[1]:
-            self.cells = self._cells.sum(axis=0, dtype=np.int64)
+            # the kernel counts only what changes (customers who move cell): tomorrow's
+            # audiences are today's plus the changes (a new array: today's stay in use)
+            self.cells = self.cells + self._cells.sum(axis=0, dtype=np.int64)
         if self.referrals is not None:
             self.referrals.after_day(d, all_flows, self.cells)
         flows = all_flows[..., :-1]

@@ -645,5 +645,131 @@ def _write_report(directory: Path, out_dir: Path | None, console) -> None:
     console.print(f"report: {rep.path} ({mb:,.1f} MB; {len(rep.charts)} charts, each with a PNG and a CSV) in {wall:.1f} s")
 
 
+
+@main.command()
+@click.argument("calibration", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(), required=True,
+              help="Write the fitted scenario, parameter table, observed-vs-fitted tables and charts here.")
+@click.option("--sample", type=click.IntRange(min=1), help="Override the file's sample (simulated customers).")
+@click.option("--max-simulations", type=click.IntRange(min=10), help="Override the file's budget of simulations.")
+@click.option("--bootstrap", type=click.IntRange(min=20), help="Override the file's number of bootstrap data sets.")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes (default: one per core).")
+@click.option("--threads", type=click.IntRange(min=1), help="Kernel threads per worker (default: cores / workers).")
+@click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj calibrate.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers, threads, force, quiet):
+    """Fit the free parameters of a CALIBRATION file's scenario to its observed data.
+
+    Every simulation uses the same random numbers, so the deviance is a deterministic
+    function of the parameters; scipy's least_squares searches it, a parametric
+    bootstrap gives 90% intervals, and the fit is checked (goodness of fit, parameters
+    the data cannot pin down). Stopped (Ctrl-C), the same command continues where it
+    stopped: the simulations done are kept beside DIR until it is written.
+
+    \b
+    Examples:
+      cvj calibrate scenarios/calibrate_handbag.toml --out fit
+      cvj simulate-observed scenarios/default.toml --metrics sessions,entry_sales --out observed.csv
+
+    Calibration files: README.md ("Calibrate to your numbers"); the method: docs/model.md.
+    """
+    import numpy as np
+
+    from .calibrate import calibrate as run_calibration
+    from .calibrate import load_calibration
+    from .calibrate.output import write_result
+    from .console import warning_lines
+
+    cal = load_calibration(calibration, sample=sample, max_simulations=max_simulations, bootstrap=bootstrap)
+    target = AtomicDir(out_dir, force=force, kind="calibration")  # fail early, before simulating
+    journal = target.target.with_name(f".{target.target.name}.cvj-calibrate.jsonl")
+    try:
+        with _progress(quiet, unit="simulation") as bar:
+            task = bar.add_task(f"calibrating {len(cal.parameters)} parameters", total=cal.max_simulations)
+            res = run_calibration(
+                cal, workers=workers, threads=threads, journal=journal,
+                progress=lambda n, total: bar.update(task, completed=n, total=max(total, n)),
+                log=(lambda s: None) if quiet else (lambda s: err.print(s)),
+            )
+        where = write_result(res, target)
+    except KeyboardInterrupt:
+        target.abort()
+        err.print(f"interrupted: the simulations done are kept in {escape(str(journal))}; run the same command to continue")
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        target.abort()
+    journal.unlink(missing_ok=True)  # written by this command; the result is in DIR now
+
+    t = Table(title=f"{cal.name}: fitted parameters (90% intervals, parametric bootstrap)", title_justify="left")
+    for col in ("parameter", "estimate", "90% interval", "bounds"):
+        t.add_column(col, justify="left" if col == "parameter" else "right")
+    for q, v, (a, b) in zip(cal.parameters, res.estimate, res.interval):
+        t.add_row(q.path, f"{v:.4g}", f"{a:.4g} .. {b:.4g}", f"{q.lower:g} .. {q.upper:g}")
+    out.print(t)
+    n = res.n_observations
+    out.print(
+        f"deviance {res.deviance:,.1f} on {n:,} values; fits to data simulated from the fitted scenario give "
+        f"{np.quantile(res.boot_deviance, 0.05):,.1f} .. {np.quantile(res.boot_deviance, 0.95):,.1f} (90%): "
+        f"goodness-of-fit p = {res.p_value:.3f}"
+    )
+    for line in warning_lines(res.warnings):
+        err.print(line)
+    reused = f" ({res.reused} reused from an interrupted run)" if res.reused else ""
+    per = f", {res.seconds_per_simulation:.2f} s each" if res.simulations else ""
+    err.print(f"{res.simulations} simulations{reused} of {cal.scenario.market.simulated:,} customers x "
+              f"{cal.scenario.market.days} days{per}; {res.seconds:.0f} s in all; results in {where}")
+
+
+@main.command("simulate-observed")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write: .csv or .parquet (period_start, metric, value).")
+@click.option("--metrics", default="sessions,new_subscribers,entry_sales,core_sales,opens", show_default=True,
+              help="Comma-separated metrics (see docs/model.md: channels-table columns, COLUMN.CHANNEL, "
+                   "new_subscribers, entry_sales, core_sales, repeat_orders).")
+@click.option("--period", type=click.Choice(["week", "day"]), default="week", show_default=True)
+@click.option("--replication", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The random stream (use one a calibration does not: it uses seed, seed+1, ...).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--threads", type=click.IntRange(min=1), help="Kernel threads (default: all cores).")
+def simulate_observed(scenario, out_file, metrics, period, replication, sets, threads):
+    """Write one run of SCENARIO in the observed-data shape a calibration reads
+    (period_start, metric, value; whole periods, for the whole market), so that data
+    with a known truth can be made.
+
+    \b
+    Examples:
+      cvj simulate-observed scenarios/default.toml --out observed.csv --replication 1000
+      cvj simulate-observed scenarios/default.toml --set shop.conversion.subscribed=0.08 --out truth.parquet
+
+    Scenario reference: docs/model.md in the cvj source.
+    """
+    from .calibrate.metrics import known_metric, metric_names, n_periods
+    from .calibrate.output import observed_table, write_observed
+
+    sc = _scenario(scenario, {}, sets)
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not names:
+        _fail("--metrics names no metric")
+    for m in names:
+        if not known_metric(m, list(sc.channels)):
+            _fail(f"--metrics: {m!r} is not a metric; metrics are {', '.join(metric_names(list(sc.channels))[:12])}, ... "
+                  "and COLUMN.CHANNEL for one channel")
+    if sc.start_date is None:
+        _fail(f"{scenario}: the scenario needs start_date (the date of day 1) to date the periods")
+    if n_periods(sc.market.days, period) < 1:
+        _fail(f"the scenario's {sc.market.days} days hold no whole {period}")
+    if out_file.suffix.lower() not in (".csv", ".parquet"):
+        _fail(f"--out {out_file}: give a .csv or .parquet file")
+    if out_file.exists() or out_file.is_symlink():
+        _fail(f"{out_file} already exists; choose another --out (cvj simulate-observed never overwrites a file)")
+    if not out_file.absolute().parent.is_dir():
+        _fail(f"--out {out_file}: no such directory {out_file.absolute().parent}")
+    table = observed_table(sc, names, period, replication=replication, threads=threads)
+    write_observed(table, out_file)
+    err.print(f"wrote {out_file}: {table.num_rows:,} rows ({len(names)} metrics x "
+              f"{n_periods(sc.market.days, period)} {period}s) of replication {replication} of {sc.name!r}")
+
+
 if __name__ == "__main__":
     main()

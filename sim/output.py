@@ -50,7 +50,10 @@ LEGACY_LOCK = ".cvj.lock"
 #: a file name's length limit on Linux and macOS file systems, in bytes
 NAME_MAX_BYTES = 255
 #: what each kind of output is written by, for messages
-WRITER = {"run": "cvj run", "study": "cvj compare", "report": "cvj report", "attribution": "cvj attribute"}
+WRITER = {
+    "run": "cvj run", "study": "cvj compare", "report": "cvj report", "attribution": "cvj attribute",
+    "calibration": "cvj calibrate",
+}
 #: the directory ``cvj report`` writes inside a run's or study's DIR (cvj's own, too)
 REPORT_DIR = "report"
 #: the marker, lock and manifest are small; a larger file is not cvj's

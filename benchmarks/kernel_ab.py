@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         cells0 = e.cells.copy()
         shapes = {k: getattr(e, "_" + k).shape for k in OUTS}
         calls = record(e, args.days)
-        nc = kernels.n_chunks(n)
+        nc = max(kernels.n_chunks(n), kernels.max_threads())  # rows of the counts: per chunk or per thread
         lay = cm.layout
         hits = np.zeros(nc, np.int64)
 

@@ -177,7 +177,7 @@ class Engine:
         )
         self._crow_of = cm.crow_of
         self._fb_of = cm.fb_of
-        nc = kernels.n_chunks(N)
+        nc = kernels.max_threads()  # the kernel's counts: one row per thread, summed exactly
         self._flows = np.zeros((nc, GB, N_STAGES, K + 2), np.int64)
         self._buys = np.zeros((nc, GB, O), np.int64)
         self._first_touch = np.zeros((nc, GB, K + 1), np.int64)

@@ -3,8 +3,10 @@
 This is the oracle the kernel is tested against where no closed form exists. It is
 written from ``docs/model.md`` alone: it does not call or port ``kernels/``, the day
 tables or the column layout of :mod:`cvj.model`, nor the rate helpers of
-:mod:`cvj.scenario`. Only the validated scenario object (:mod:`cvj.scenario`) and the
-stage constants (:mod:`cvj.stages`) are shared. Every customer is a :class:`mesa.Agent`
+:mod:`cvj.scenario`. Only the validated scenario object (:mod:`cvj.scenario`), the
+stage constants (:mod:`cvj.stages`) and, to build the social graph, the pure contact
+function that defines the graph family (:func:`cvj.network.contacts_of`) are shared.
+Every customer is a :class:`mesa.Agent`
 with a :meth:`Customer.step` (one day); the model is a :class:`mesa.Model` seeded
 through its ``rng`` (a :class:`numpy.random.Generator`), and every random number a
 customer uses comes from that generator, not from the kernel's counter-based streams.
@@ -17,7 +19,14 @@ dashboard figures (bought units, normalised carry-over and saturation, per-conta
 chances, audiences counted at the start of the day), the calendar, a sample of
 the market, and a subscription core offer (docs/model.md, "Subscriptions"): a
 subscriber's bill, free trial and churn by renewal are checked first each day, from its
-own count of days since the last bill.
+own count of days since the last bill; and word of mouth on a social network
+(``referrals.model = "network"``, docs/model.md, "Word of mouth"): the graph is a
+:class:`networkx.MultiDiGraph` with an edge for each contact, built once from the
+contact function on a key drawn from the model's generator; referrers are the customer
+agents (:meth:`Customer.refer`), who tell a contact on the graph from the state at the
+start of the day; the tellings are applied after every customer's own move, in the
+order of the referrers' ids, with generations, chains, the referral programme's lift on
+every rate and its commission and friend discount per referred sale.
 
 The mechanics deliberately differ from the kernel's while following the same law:
 
@@ -31,7 +40,11 @@ The mechanics deliberately differ from the kernel's while following the same law
   audiences are counted by testing each customer's state against the audience's
   rules, not through masks;
 - channel reach, carry-over, referrals and money are recomputed here from the
-  specification, per day, in plain Python.
+  specification, per day, in plain Python;
+- the social graph is stored and walked (out-edges keyed by the contact number), where
+  the kernel recomputes a contact when a telling needs it; whether a referrer tells and
+  which contact are draws of the model's generator (the kernel: counter-based draws),
+  and a day's tellings are a list sorted by referrer (the kernel: per-chunk buffers).
 
 Where the kernel is known to differ from ``docs/model.md``, this model follows the page
 (its section "Where the kernel differs" lists the cases).
@@ -308,6 +321,13 @@ class Customer(mesa.Agent):
             self.clock = -int(rng.random() * sub.period_days)
         self.last_order: int | None = None
         self.acquired_by: int | None = None  # cause of unaware -> aware
+        # word of mouth on a network: whom this customer can tell (its out-edges on the
+        # model's graph, one per contact number, repeats and itself included), the
+        # generation and chain root of its latest referral, and that referral's log row
+        self.contacts: list[int] = []
+        self.generation = 0
+        self.root: int | None = None
+        self.last_referral: int | None = None
         self.revenue = 0.0
         # first day each stage aware..promoter was reached; the last day of lapsing
         self.reached: list[int | None] = [None] * 9
@@ -370,6 +390,19 @@ class Customer(mesa.Agent):
         m.tomorrow[state] += 1
 
     CORE = 2
+
+    def refer(self) -> None:
+        """Word of mouth on a network (docs/model.md, "Word of mouth"): with its stage's
+        daily chance, tell contact number ``k``, a uniform ``k`` of its out-edges on the
+        graph. Runs for every referrer before anyone's own move, so both stages are those
+        at the start of the day; a telling that reaches an ``unaware`` or ``lapsed``
+        friend is noted and applied after the day (:meth:`ReferenceModel.apply_referrals`)."""
+        m = self.model
+        if not self.contacts or m.rng.random() >= m.tell[self.stage]:
+            return
+        friend = m.customers[self.contacts[int(m.rng.integers(len(self.contacts)))]]
+        if friend is not self and friend.stage in (UNAWARE, LAPSED):
+            m.told.append((self.index, friend.index))
 
     def _bill(self, m: ReferenceModel) -> bool:
         """A subscriber's bill, if one is due today: a trial ends ``trial_days`` after
@@ -514,9 +547,15 @@ class ReferenceModel(mesa.Model):
         self.lapse_profile = [zero] * N_STAGES
         for name, r in sc.organic.lapse.items():
             self.lapse_profile[STAGE_ID[name]] = daily_chances(r)
+        # the referral programme's referral_lift multiplies every rate (both models)
+        lift = next((ch.referral_lift for ch in sc.channels.values() if ch.pricing == "commission"), 1.0)
         self.referral_rates = [0.0] * N_STAGES
         for name, r in sc.referrals.rates.items():
-            self.referral_rates[STAGE_ID[name]] = r
+            self.referral_rates[STAGE_ID[name]] = r * lift
+        # with the network model a rate is a referrer's daily chance of telling one
+        # contact, and the mean-field hazard is zero
+        self.network = sc.referrals.model == "network"
+        self.tell = [min(1.0, r) for r in self.referral_rates] if self.network else [0.0] * N_STAGES
         self.calendar = self._calendar(sc)
 
         # customers: contiguous segment blocks; level, starting stage and age band drawn per customer
@@ -557,7 +596,97 @@ class ReferenceModel(mesa.Model):
         # customers by state at the start of day 1 (what day 1's audiences count)
         self.tomorrow = Counter(c.state for c in self.customers)
         self._admits: dict[tuple, tuple] = {}
+        # word of mouth on a network: the graph, the day's tellings, the referral log
+        self.graph = None
+        self.told: list[tuple[int, int]] = []
+        self.ref_log: list[list] = []  # [day, referrer, friend, friend's stage, orders before, generation, root]
+        self.ref_orders_after: list[int | None] = []  # the friend's orders at its next referral
+        if self.network:
+            self.graph = self._graph()
+            for c in self.customers:
+                edges = sorted(self.graph.out_edges(c.index, keys=True), key=lambda e: e[2])
+                c.contacts = [j for _, j, _ in edges]  # contact k is the k-th
         self.day = 0
+
+    def _graph(self):
+        """The social graph as a :class:`networkx.MultiDiGraph`: an edge ``i -> j`` with
+        key ``k`` for customer ``i``'s contact number ``k`` (docs/model.md, "Word of
+        mouth"), repeats and self-loops kept (a telling that picks the person themself is
+        no referral).
+
+        The contacts come from the same pure contact function the kernel evaluates on
+        demand (:func:`cvj.network.contacts_of`) on a stream key drawn from this model's
+        generator. Its inputs are derived here from the page: segment blocks (this
+        model's own sizes), each segment's chance of a contact's segment (own with
+        ``h + (1 - h) share``, another with ``(1 - h) share``), and each customer's
+        segment and age band, written where the function reads them (customer ``i``'s
+        cell ``(segment * 16 + level) * 2B + 2 band``).
+        """
+        from types import SimpleNamespace
+
+        import networkx as nx
+
+        from .network import Network, contacts_of
+
+        net = self.scenario.referrals.network
+        sizes = np.array(self.sizes, np.int64)
+        share = sizes / sizes.sum()
+        h = net.segment_homophily
+        seg_cum = np.empty((self.G, self.G))
+        for g in range(self.G):
+            pick = [(1.0 - h) * share[t] + (h if t == g else 0.0) for t in range(self.G)]
+            seg_cum[g] = np.cumsum(pick) / sum(pick)
+            seg_cum[g, -1] = 1.0
+        W = 2 * self.B
+        row = np.array([(c.segment * LEVELS + c.level) * W + 2 * c.band for c in self.customers], np.uint16)
+        settings = Network(
+            chance=np.zeros(N_STAGES, np.uint64), chance_p=np.array(self.tell), contacts=int(net.contacts),
+            clustering=float(net.clustering), segment_homophily=float(h), age_homophily=float(net.age_homophily),
+            seg_lo=(np.cumsum(sizes) - sizes).astype(np.int64), seg_n=sizes, seg_cum=seg_cum,
+        )
+        key = np.uint64(self.rng.integers(2**63))
+        ids = np.arange(self.N, dtype=np.int64)
+        contacts = contacts_of(SimpleNamespace(width=W), settings, key, row, ids)
+        graph = nx.MultiDiGraph()
+        graph.add_nodes_from(range(self.N))
+        # the edge key is the contact number k
+        graph.add_edges_from((i, j, k) for i in range(self.N) for k, j in enumerate(contacts[i].tolist()))
+        return graph
+
+    def apply_referrals(self) -> None:
+        """Apply the day's tellings after every customer's own move, in the order of the
+        referrers' ids (docs/model.md: the kernel's buffers hold customers in id order and
+        are applied chunk by chunk): a friend still ``unaware`` or ``lapsed`` moves to
+        ``aware`` with cause ``referral`` (a later telling of the same friend finds it
+        aware and is no referral); the referral is logged with its generation (the
+        referrer's latest referral's plus one; 1 for a referrer never referred) and chain."""
+        d = self.day
+        for src, tgt in sorted(self.told):
+            friend = self.customers[tgt]
+            s = friend.stage
+            if s not in (UNAWARE, LAPSED):
+                continue  # it moved on its own today, or a referrer before this one told it
+            self.record_move(friend, AWARE, self.REFERRAL_CAUSE)
+            friend.stage = AWARE
+            friend.clock = d
+            if friend.reached[0] is None:
+                friend.reached[0] = d
+            if s == UNAWARE:
+                friend.acquired_by = self.REFERRAL_CAUSE
+            self.tomorrow[friend.state] -= 1  # it was counted for tomorrow's audiences by its step
+            friend.state = friend.state_on(d + 1)
+            self.tomorrow[friend.state] += 1
+            referrer = self.customers[src]
+            if referrer.generation > 0:
+                friend.generation, friend.root = referrer.generation + 1, referrer.root
+            else:
+                friend.generation, friend.root = 1, src
+            if friend.last_referral is not None:
+                self.ref_orders_after[friend.last_referral] = friend.orders
+            friend.last_referral = len(self.ref_log)
+            self.ref_log.append([d, src, tgt, s, friend.orders, friend.generation, friend.root])
+            self.ref_orders_after.append(None)
+        self.told = []
 
     @staticmethod
     def _calendar(sc: Scenario) -> list[float]:
@@ -743,7 +872,9 @@ class ReferenceModel(mesa.Model):
         today, self.tomorrow = self.tomorrow, Counter()
         self._channels(d, today)
         per_stage = [sum(self.counts[fb][s] for fb in range(self.G * self.B)) for s in range(N_STAGES)]
-        self.referral = sum(self.referral_rates[s] * per_stage[s] for s in range(N_STAGES)) / self.N
+        self.referral = 0.0
+        if not self.network:
+            self.referral = sum(self.referral_rates[s] * per_stage[s] for s in range(N_STAGES)) / self.N
         self.day_hazards = {}
         self.referred_today = 0
         # every customer's own random numbers for today (an Exp(1) clock, two uniforms)
@@ -752,7 +883,12 @@ class ReferenceModel(mesa.Model):
         self.choice_draws = self.rng.random(self.N).tolist()
         unsub_before = int(self.unsubscribes[d].sum())
 
+        if self.network:
+            # referrers tell from the state at the start of the day, before anyone moves
+            self.agents.select(lambda a: self.tell[a.stage] > 0).shuffle_do("refer")
         self.agents.shuffle_do("step")
+        if self.network:
+            self.apply_referrals()
 
         for c, chan in enumerate(self.chans):
             if chan.kind == "commission":
@@ -760,7 +896,8 @@ class ReferenceModel(mesa.Model):
                 if getattr(chan.ch, "commission_on", "entry_sale") == "first_payment":
                     paid = int(self.referred_first_payments[d])
                 self.channel_units[d, c] = paid
-                self.channel_spend[d, c] = paid * chan.ch.commission
+                # the referrer's commission and, two-sided, the friend's discount
+                self.channel_spend[d, c] = paid * (chan.ch.commission + chan.ch.friend_discount)
         self.referred[d] = self.referred_today
         self._figures(d, int(self.unsubscribes[d].sum()) - unsub_before)
         self.stages[d] = self.counts
@@ -867,7 +1004,10 @@ class ReferenceModel(mesa.Model):
             "payback_day": payback,
             "front_end_profit": (front_margin - spend) * up,
             "back_end_profit": back_margin * up,
+            "referral_share": float(self.referred.sum()) / conversions if conversions else None,
         }
+        referrals = self._referrals()
+        summary.update(self._network_kpis(referrals))
         revenue_by_segment = [0.0] * self.G
         for c in self.customers:
             revenue_by_segment[c.segment] += c.revenue
@@ -895,7 +1035,44 @@ class ReferenceModel(mesa.Model):
             "gaps": self.gaps.copy(),
             "reached": reached.reshape(len(self.customers), 9),
             "revenue_by_segment": np.array(revenue_by_segment),
+            "referrals": referrals,
             "summary": summary,
+        }
+
+    def _referrals(self) -> dict[str, np.ndarray]:
+        """The referral log as arrays, one entry per referral that took effect, in the
+        order applied (empty without the network model)."""
+        log = np.array(self.ref_log, np.int64).reshape(-1, 7)
+        friends = log[:, 2]
+        # "bought": the friend ordered after the referral, before being referred again
+        after = np.array(
+            [self.customers[j].orders if a is None else a for j, a in zip(friends.tolist(), self.ref_orders_after)],
+            np.int64,
+        )
+        fb = np.array([c.fb for c in self.customers], np.int64)
+        return {
+            "day": log[:, 0],
+            "referrer": log[:, 1],
+            "referred": friends,
+            "referrer_fb": fb[log[:, 1]],
+            "referred_fb": fb[friends],
+            "from_stage": log[:, 3],
+            "generation": log[:, 5],
+            "root": log[:, 6],
+            "bought": after > log[:, 4],
+        }
+
+    def _network_kpis(self, referrals: dict) -> dict:
+        """``viral_coefficient`` (friends who ordered after a referral, per customer with
+        an order at the horizon) and ``buyers_who_refer`` (the share of those customers who
+        made someone aware); None without the network model or without buyers."""
+        buyers = sum(1 for c in self.customers if c.orders > 0)
+        if not self.network or buyers == 0:
+            return {"viral_coefficient": None, "buyers_who_refer": None}
+        referrers = set(referrals["referrer"].tolist())
+        return {
+            "viral_coefficient": int(referrals["bought"].sum()) / buyers,
+            "buyers_who_refer": sum(1 for i in referrers if self.customers[i].orders > 0) / buyers,
         }
 
 
@@ -928,6 +1105,12 @@ def simulate_reference(scenario: Scenario, seed: int, days: int | None = None) -
         number of earlier orders (capped) and the days since the previous one;
         ``reached`` int64[N, 9]: the first day each stage aware..promoter was reached
         and the last day of lapsing (-1: never); ``revenue_by_segment`` float64[G];
+        ``referrals``: one entry per referral that took effect, in the order applied
+        (empty without the network model), as int64 arrays ``day``, ``referrer``,
+        ``referred`` (customer ids), ``referrer_fb``, ``referred_fb`` (``segment * B +
+        band``), ``from_stage`` (the friend's: unaware or lapsed), ``generation``,
+        ``root`` (the customer whose chain it belongs to) and the bool array ``bought``
+        (the friend ordered after it, before being referred again or by the horizon);
         ``summary``: the KPIs, with the keys of :func:`cvj.results.summary` (money and
         counts for the whole market when a sample is simulated).
     """

@@ -20,6 +20,11 @@ Hotelling T^2 tests (tests/stat_checks.py) on:
 
 Power: the same family rejects the kernel with every referral chance 10% higher, and
 with clustering 0.6 -> 0.8. All tests form one family at FAMILY_ALPHA (Bonferroni).
+
+The order of a day (tellings from the state at the start of the day, the day's own
+moves, then the referrals in referrer order) is checked exactly in both programs with
+moves of daily chance 1, and the reference's own bookkeeping (its graph, the log, the
+generations) exactly on one run.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from cvj.model import compile_scenario
 from cvj.network import network_kpis, referrals_table
 from cvj.reference import simulate_reference
 from cvj.results import summary as kernel_summary
-from cvj.stages import STAGE_ID
+from cvj.stages import CAUSE_REFERRAL, STAGE_ID
 from tests.stat_checks import NO_JIT, hotelling_two_sample, per_test_alpha, scenario
 
 N = 300 if NO_JIT else 2000
@@ -221,6 +226,54 @@ def test_reference_builds_the_graph_and_logs_referrals_as_written():
     for src, dst, g in zip(ref["referrer"].tolist(), ref["referred"].tolist(), ref["generation"].tolist()):
         assert g == last_gen.get(src, 0) + 1
         last_gen[dst] = g
+
+
+def _order_world(initial: dict, advance: dict) -> dict:
+    """Promoters tell a contact every day (chance 1); organic moves that are certain."""
+    return {
+        "format": 2,
+        "market": {"customers": 400, "days": 3, "seed": 48, "initial_stages": initial},
+        "organic": {"advance": advance},
+        "referrals": {"model": "network", "rates": {"promoter": 1.0}, "network": {"contacts": 4}},
+        "offers": {"entry": {"price": 10.0}, "core": {"price": 50.0}},
+    }
+
+
+def _kernel_tables(sc):
+    e = Engine(compile_scenario(sc))
+    while not e.done:
+        e.step()
+    return e.history.stages, e.history.flows
+
+
+def _reference_tables(sc):
+    r = simulate_reference(sc, seed=5)
+    return r["stages"], r["flows"]
+
+
+@pytest.mark.parametrize("run", [_kernel_tables, _reference_tables], ids=["kernel", "reference"])
+def test_the_order_of_a_day_is_the_written_one(run):
+    """docs/model.md, "Referrals": tellings from the state at the start of the day, the
+    day's own moves, then the referrals; checked exactly with certain moves (a daily
+    chance of 1 is 1 - 1e-12) in both the kernel and the reference.
+
+    - a friend referred on day 1 is ``aware`` at its end (not moved on by its own certain
+      ``aware -> engaged`` that day) and moves on on day 2, all of them;
+    - a friend who moves on its own that day (certain ``unaware -> aware``) is no referral;
+    - a person who becomes a promoter during day 1 tells nobody that day.
+    """
+    U, A, E, P, L = (STAGE_ID[s] for s in ("unaware", "aware", "engaged", "promoter", "lapsed"))
+    REF = CAUSE_REFERRAL  # the flows' cause column (organic 0, referral 1, channels...)
+    stages, flows = run(scenario(_order_world({"unaware": 0.4, "lapsed": 0.2, "promoter": 0.4}, {"aware": 1.0})))
+    told = flows[1, :, :, REF].sum(axis=0)
+    assert told[U] > 20 and told[L] > 5 and told.sum() == told[U] + told[L]
+    assert stages[1, :, A].sum() == told.sum() and stages[1, :, E].sum() == 0
+    assert flows[2, :, A, :].sum() == flows[2, :, A, 0].sum() == told.sum()  # all move on, organically
+    stages, flows = run(scenario(_order_world({"unaware": 0.6, "promoter": 0.4}, {"unaware": 1.0})))
+    assert flows[1, :, :, REF].sum() == 0 and stages[1, :, U].sum() == 0
+    stages, flows = run(scenario(_order_world({"unaware": 0.6, "advocate": 0.4}, {"advocate": 1.0})))
+    assert flows[1, :, :, REF].sum() == 0 and stages[1, :, P].sum() == stages[0, :, STAGE_ID["advocate"]].sum()
+    assert flows[2, :, U, REF].sum() > 20
 
 
 @pytest.mark.slow

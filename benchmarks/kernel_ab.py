@@ -1,6 +1,7 @@
 """``python -m benchmarks.kernel_ab``: the day kernel A/B, side by side on identical state.
 
-Builds the default scenario's engine at ``--customers``, runs ``--warm`` days so the
+Builds the engine of a benchmark scenario (``--scenario``, default: the format-2
+default shop; see :mod:`benchmarks.impls`) at ``--customers``, runs ``--warm`` days so the
 population is mixed (buyers, subscribers, lapsed), records the next ``--days`` days'
 tables, then replays those days from the same starting state with each kernel in
 turn, interleaved over ``--rounds`` rounds (the best round of each counts: other
@@ -127,6 +128,7 @@ def replay(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.kernel_ab", description=__doc__.splitlines()[0].strip("`: "))
+    ap.add_argument("--scenario", default=impls.DEFAULT, choices=(impls.DEFAULT, impls.MEMORYLESS, impls.FORMAT1))
     ap.add_argument("--customers", type=float, default=4e6)
     ap.add_argument("--warm", type=int, default=60, help="days run before the recorded ones")
     ap.add_argument("--days", type=int, default=20, help="days recorded and replayed")
@@ -137,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     n = int(args.customers)
 
     base, sha = baseline_module(args.baseline)
-    cm = compile_scenario(impls.scenario(impls.DEFAULT, n, max(365, args.warm + args.days)))
+    cm = compile_scenario(impls.scenario(args.scenario, n, max(365, args.warm + args.days)))
     with use_threads(args.threads):
         e = Engine(cm)
         for _ in range(args.warm):
             e.step()
         start = {k: getattr(e, k).copy() for k in STATE}
-        cells0 = e.cells.copy()
+        cells0 = e.cells.copy() if e.cells is not None else None
         shapes = {k: getattr(e, "_" + k).shape for k in OUTS}
         calls = record(e, args.days)
         nc = max(kernels.n_chunks(n), kernels.max_threads())  # rows of the counts: per chunk or per thread
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cd = n * args.days
     print(
-        f"python -m benchmarks.kernel_ab --customers {n:.0e} --warm {args.warm} --days {args.days} "
+        f"python -m benchmarks.kernel_ab --scenario {args.scenario} --customers {n:.0e} --warm {args.warm} --days {args.days} "
         f"--rounds {args.rounds} --threads {args.threads} --baseline {args.baseline}  (baseline {sha[:10]})"
     )
     print(

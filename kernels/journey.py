@@ -33,9 +33,10 @@ The day runs in two passes over blocks of ``BLOCK`` = 64 customers: the first on
 reads (the column, the draw, the compare) and sets one bit per customer with an event
 in a mask, and one per customer whose column changes tomorrow without an event (its
 audience cell moves); the second visits only the customers flagged, in order. Events
-are rare (well under 1 % of customer-days on the default), so the first pass is the
-kernel's cost, and the audience counts cost only where a customer changes cell: the
-kernel reports the day's changes to the counts, not the counts.
+are rare (at most 0.17 % of the default's customer-days over its year), so the first
+pass is the kernel's cost, and the audience counts cost only where a customer changes
+cell: the kernel reports the day's changes to the counts, not the counts.
+
 Everything that couples customers (reach, referrals, budgets, audiences) is folded by
 the caller into the per-day tables ``thr``, ``cut_*`` and ``cause_cum`` before the day
 runs; inside the day every customer reads only its own state and its own

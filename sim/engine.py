@@ -225,8 +225,8 @@ class Engine:
         return (self.row // self.cm.width).astype(np.uint8)
 
     def _count_cells(self, day: int) -> np.ndarray:
-        """Customers by (segment x flag cell, column) as of ``day`` (what the kernel
-        counts at the end of each day for the next; this is the start)."""
+        """Customers by (segment x flag cell, column) as of ``day``: the start of the
+        audience counts (the kernel then reports each day's changes to them)."""
         cm = self.cm
         lay = cm.layout
         L = MAX_DWELL + 1

@@ -85,8 +85,9 @@ class NumpyEngine:
 
     def __init__(self, compiled: Compiled, replication: int = 0, block: int = BLOCK):
         cm = compiled
-        if cm.billing is not None or cm.scenario.referrals.model == "network":
-            raise ValueError("the NumPy version models the default shop: no subscription, no referral network")
+        if cm.billing is not None or cm.scenario.referrals.model == "network" or cm.ref_block:
+            raise ValueError("the NumPy version models the default shop: no subscription, no referral network, "
+                             "no warm referred leads")
         self.cm = cm
         self.replication = int(replication)
         self.block = int(block)

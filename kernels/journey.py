@@ -184,6 +184,7 @@ def advance_day(
     memo,
     start_offer,
     first_pay_at,
+    ref_block,
     flows,
     buys,
     first_touch,
@@ -225,6 +226,10 @@ def advance_day(
         The offer a first-time buyer (at most one order so far) gets on the move
         excited -> ascended: the core offer, or a subscription's free trial (its own
         offer); anyone else buys the core offer.
+    ref_block : int
+        0, or the first row of the rows of customers acquired by referral: a customer
+        the day's move unaware -> aware acquires by referral moves to row ``row +
+        ref_block`` (same segment, level, age band and permission; its own chances).
     first_pay_at : int
         -1 without a subscription. With one, a sign-up that pays is a first payment,
         and so is a bill paid with exactly ``first_pay_at`` orders so far (2: the
@@ -302,7 +307,7 @@ def advance_day(
                         i, w, r, col, day, k_choice, stage, row, sx, orders, clock, last_order, acquired,
                         converted, revenue, reached, reached_by, track, sx_of, crow_of, fb_of, cut_adv,
                         cut_lapse, cut_unsub, cause_cum, buy_cum, price, memo, start_offer, first_pay_at,
-                        flows, buys, first_touch, gaps, subs, n_causes, n_offers, maxg, n_oc,
+                        ref_block, flows, buys, first_touch, gaps, subs, n_causes, n_offers, maxg, n_oc,
                     )
                 if count:
                     # the change to tomorrow's audience counts: out of today's cell, into
@@ -352,8 +357,8 @@ def _scan_moves(b, e, uday, k_event, clock, sx, row, colf, thr):
 def _event(
     i, w, r, col, day, k_choice, stage, row, sx, orders, clock, last_order, acquired, converted, revenue,
     reached, reached_by, track, sx_of, crow_of, fb_of, cut_adv, cut_lapse, cut_unsub, cause_cum, buy_cum,
-    price, memo, start_offer, first_pay_at, flows, buys, first_touch, gaps, subs, n_causes, n_offers, maxg,
-    n_oc,
+    price, memo, start_offer, first_pay_at, ref_block, flows, buys, first_touch, gaps, subs, n_causes, n_offers,
+    maxg, n_oc,
 ):
     """Something happens to customer ``i`` today (in column ``col``): which outcome, and why."""
     s = stage[i]
@@ -375,6 +380,8 @@ def _event(
             clock[i] = day
         if s == _UNAWARE:
             acquired[i] = k
+            if k == _REFERRAL and ref_block > 0:
+                row[i] = r + ref_block  # a referred customer reads its own rows from now on
         elif s == _ENGAGED:
             buys[w, fb, _LEAD_MAGNET] += 1
             revenue[i] += price[_LEAD_MAGNET]

@@ -62,10 +62,12 @@ def contact(gkey, i, k, deg, row, width, seg_lo, seg_n, seg_cum, clustering, age
     when the draw lands on it (a person does not refer themself)."""
     r = row[i]
     per_seg = N_LEVELS * width
-    g = np.int64(r) // per_seg
+    G = seg_cum.shape[1]
+    # modulo G: a referred customer's row lies in the block after everyone's (the day
+    # kernel's ``ref_block``); its segment, like its contacts, does not change
+    g = (np.int64(r) // per_seg) % G
     x = draw_at(gkey, np.uint64(i) * np.uint64(deg) + np.uint64(k))
     u = to_unit(x)
-    G = seg_cum.shape[1]
     t = 0
     while t < G - 1 and u >= seg_cum[g, t]:
         t += 1
@@ -152,7 +154,7 @@ def refer(
 @njit(**SERIAL)
 def apply_referrals(
     target, source, found, day, stage, row, sx, orders, clock, acquired, reached, reached_by, track,
-    sx_of, colf, crow_of, fb_of, flows, cells, log_target, log_source, log_orders,
+    sx_of, colf, crow_of, fb_of, flows, cells, log_target, log_source, log_orders, ref_block,
 ):
     """Apply the day's referral events in chunk order; return how many took effect.
 
@@ -181,6 +183,8 @@ def apply_referrals(
             clock[j] = day
             if s == _UNAWARE:
                 acquired[j] = _REFERRAL
+                if ref_block > 0:
+                    row[j] = r + ref_block  # the referred customer's own rows (the day kernel's ref_block)
             sx[j] = sx_of[_AWARE, orders[j]]
             if track and reached[j, 0] == NEVER:
                 reached[j, 0] = day

@@ -222,7 +222,8 @@ class Engine:
     @property
     def profile(self) -> np.ndarray:
         """Each customer's segment * 16 + responsiveness level."""
-        return (self.row // self.cm.width).astype(np.uint8)
+        # modulo: a referred customer's row lies in the block after everyone's (ref_block)
+        return ((self.row // self.cm.width) % (self.cm.n_segments * 16)).astype(np.uint8)
 
     def _count_cells(self, day: int) -> np.ndarray:
         """Customers by (segment x flag cell, column) as of ``day``: the start of the
@@ -243,7 +244,7 @@ class Engine:
     @property
     def segment(self) -> np.ndarray:
         """Each customer's segment id."""
-        return (self.row // (16 * self.cm.width)).astype(np.uint8)
+        return ((self.row // (16 * self.cm.width)) % self.cm.n_segments).astype(np.uint8)
 
     @property
     def band(self) -> np.ndarray:
@@ -306,6 +307,7 @@ class Engine:
             cm.memo,
             cm.start_offer,
             cm.first_pay_at,
+            cm.ref_block,
             self._flows,
             self._buys,
             self._first_touch,
@@ -335,7 +337,9 @@ class Engine:
             # the programme pays per referred sale, or per referred subscriber's first payment
             paid = h.subs[d, :, CAUSE_REFERRAL] if cm.pays_first_payment else h.referred[d]
             units[c] = float(paid.sum())
-            spend[c] = units[c] * cm.per_unit[c]
+            # the referrer's commission, and (two-sided) the friend's discount on each
+            # referred entry sale
+            spend[c] = units[c] * cm.per_unit[c] + float(h.referred[d].sum()) * cm.friend_discount
         h.channel_units[d] = units
         h.channel_spend[d] = spend
         h.channel_budget[d] = b

@@ -29,6 +29,7 @@ from .stages import (
     AWARE,
     CAUSE_ORGANIC,
     CAUSE_REFERRAL,
+    ENGAGED,
     EXCITED,
     LAPSED,
     N_STAGES,
@@ -133,6 +134,12 @@ class Compiled:
     phase: np.ndarray  # float64[10] starting customers' clocks spread over this many days before day 0
     bill: np.ndarray  # bool[cols] a subscription's bill falls due in the column
     billing: Billing | None  # the subscription, resolved (None: the core offer is bought once)
+    #: rows of the day tables for customers acquired by referral start here (0: no such
+    #: rows, a referred customer reads the same row as anyone); see ``referred``
+    ref_block: int
+    #: float64[G, cols] for a referred customer: the take-rate multiplier (the friend's
+    #: discount on the entry offer) times its warm-lead multiplier on aware..subscribed
+    referred: np.ndarray
 
     @property
     def n_segments(self) -> int:
@@ -165,18 +172,32 @@ class Compiled:
         return 2 * self.n_bands
 
     @property
+    def n_rows(self) -> int:
+        """Rows of the day tables: (segment, level, flag cell), twice over when referred
+        customers have rows of their own (``ref_block``)."""
+        base = self.n_segments * RESPONSIVENESS_LEVELS * self.width
+        return 2 * base if self.ref_block else base
+
+    @property
     def crow_of(self) -> np.ndarray:
         """For each table row, its (segment, flag cell) row: ``segment * W + cell``."""
         W = self.width
-        r = np.arange(self.n_segments * RESPONSIVENESS_LEVELS * W)
+        r = np.arange(self.n_rows) % (self.n_segments * RESPONSIVENESS_LEVELS * W)
         return (r // (RESPONSIVENESS_LEVELS * W)) * W + r % W
 
     @property
     def fb_of(self) -> np.ndarray:
         """For each table row, its (segment, age band) index: ``segment * B + band``."""
         W = self.width
-        r = np.arange(self.n_segments * RESPONSIVENESS_LEVELS * W)
+        r = np.arange(self.n_rows) % (self.n_segments * RESPONSIVENESS_LEVELS * W)
         return (r // (RESPONSIVENESS_LEVELS * W)) * self.n_bands + (r % W) // 2
+
+    @property
+    def friend_discount(self) -> float:
+        """Money off the entry offer for a referred friend (a two-sided programme)."""
+        if self.commission_channel < 0:
+            return 0.0
+        return float(self.scenario.channels[self.channel_names[self.commission_channel]].friend_discount)
 
     @property
     def pays_first_payment(self) -> bool:
@@ -369,6 +390,18 @@ def compile_scenario(sc: Scenario) -> Compiled:
     take_s[:, EXCITED] = np.exp(-off.core.price_sensitivity * price_sens * off.core.price)
     take = take_s[:, cs]
     purchase = np.isin(cs, (SUBSCRIBED, EXCITED))
+    # a referred customer: a warm lead (aware..subscribed), and the friend's discount on
+    # the entry offer lowers the price its take rate sees
+    programme = next((ch for ch in sc.channels.values() if ch.pricing == "commission"), None)
+    discount = programme.friend_discount if programme is not None else 0.0
+    warm = sc.referrals.referred_conversion
+    referred = np.ones((G, n_cols))
+    ref_block = 0
+    if warm != 1.0 or discount > 0.0:
+        ref_block = G * RESPONSIVENESS_LEVELS * W
+        cheaper = np.exp(off.entry.price_sensitivity * price_sens * min(discount, off.entry.price))
+        referred[:, cs == SUBSCRIBED] *= cheaper[:, None]
+        referred[:, np.isin(cs, (AWARE, ENGAGED, SUBSCRIBED))] *= warm
 
     offers = [off.lead_magnet, off.entry, off.core, *off.upsells.values()]
     price = [getattr(o, "price", 0.0) for o in offers]
@@ -467,7 +500,7 @@ def compile_scenario(sc: Scenario) -> Compiled:
             band_aff[band_index[band]] = a
         affinity[c] = aff[:, None] * band_aff[None, :]
         if ch.pricing == "commission":
-            per_unit[c] = ch.commission + ch.friend_discount  # the referrer's reward and the friend's discount
+            per_unit[c] = ch.commission  # the referrer's reward (the friend's discount: friend_discount)
             commission_channel = c
             continue
         saturation[c] = ch.saturation
@@ -552,6 +585,8 @@ def compile_scenario(sc: Scenario) -> Compiled:
         phase=_ro(phase),
         bill=_ro(bill),
         billing=billing,
+        ref_block=int(ref_block),
+        referred=_ro(referred),
     )
 
 
@@ -785,11 +820,31 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> 
         causes[:, :, cm.bill, :] = 0.0
         unsub[..., cm.bill] = 0.0
     adv = causes.sum(axis=-1) * cm.take[:, None, :]  # [G, W, cols]
-    H = cm.levels[:, :, None, None] * adv[:, None, :, :]  # [G, 16, W, cols]
-    lam = np.broadcast_to(cm.lapse[:, None, None, :], H.shape)
-    uns = np.broadcast_to(unsub.sum(axis=0)[:, None, :, :], H.shape)
+    lam = cm.lapse[:, None, None, :]
+    uns = unsub.sum(axis=0)[:, None, :, :]
     repeat_h = cm.repeat_h if cal == 1.0 else cm.repeat_h * np.where(cm.bill, 1.0, cal)[:, None]
-    rho = np.broadcast_to(repeat_h.sum(axis=1)[None, None, None, :], H.shape)
+    rho = repeat_h.sum(axis=1)[None, None, None, :]
+    # rows of everyone, then (ref_block) of customers acquired by referral
+    blocks = [adv, adv * cm.referred[:, None, :]] if cm.ref_block else [adv]
+    parts = [_outcomes(cm.levels[:, :, None, None] * a[:, None, :, :], lam, uns, rho) for a in blocks]
+    thr, cut_adv, cut_lapse, cut_unsub = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    return DayTables(
+        thr=thr,
+        cut_adv=cut_adv,
+        cut_lapse=cut_lapse,
+        cut_unsub=cut_unsub,
+        cause_cum=np.ascontiguousarray(_cumulative(causes).reshape(G * W, n_cols, 2 + C)),
+        buy_cum=np.ascontiguousarray(_cumulative(repeat_h)),
+        referral_hazard=float(ref_h),
+        channel_hazard=ch_cols,
+        unsub_hazard=unsub,
+    )
+
+
+def _outcomes(H, lam, uns, rho):
+    """thr, cut_adv, cut_lapse, cut_unsub as [rows, cols] from the advance hazard ``H``
+    [G, 16, W, cols] and the lapse, unsubscribe and repeat hazards (broadcast to it)."""
+    lam, uns, rho = (np.broadcast_to(x, H.shape) for x in (lam, uns, rho))
     total = H + lam + uns + rho
     p_event = -np.expm1(-total)
     thr = np.floor(p_event * 2.0**32).astype(np.uint64)
@@ -798,18 +853,8 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> 
         cut_adv = np.where(total > 0, H / safe, 0.0)
         cut_lapse = np.where((rho > 0) | (uns > 0), (H + lam) / safe, 1.0)
         cut_unsub = np.where(rho > 0, (H + lam + uns) / safe, 1.0)
-    rows = G * RESPONSIVENESS_LEVELS * W
-    return DayTables(
-        thr=np.ascontiguousarray(thr.reshape(rows, n_cols)),
-        cut_adv=np.ascontiguousarray(cut_adv.reshape(rows, n_cols)),
-        cut_lapse=np.ascontiguousarray(cut_lapse.reshape(rows, n_cols)),
-        cut_unsub=np.ascontiguousarray(cut_unsub.reshape(rows, n_cols)),
-        cause_cum=np.ascontiguousarray(_cumulative(causes).reshape(G * W, n_cols, 2 + C)),
-        buy_cum=np.ascontiguousarray(_cumulative(repeat_h)),
-        referral_hazard=float(ref_h),
-        channel_hazard=ch_cols,
-        unsub_hazard=unsub,
-    )
+    rows, n_cols = int(np.prod(H.shape[:3])), H.shape[3]
+    return tuple(np.ascontiguousarray(x.reshape(rows, n_cols)) for x in (thr, cut_adv, cut_lapse, cut_unsub))
 
 
 def daily_transition_matrix(cm: Compiled, segment: int, level: int, tables: DayTables) -> np.ndarray:

@@ -137,7 +137,7 @@ class WordOfMouth:
         n = self._kn.apply_referrals(
             self._target, self._source, self._found, day, e.stage, e.row, e.sx, e.orders, e.clock, e.acquired,
             e.reached, e.reached_by, e.track, cm.layout.sx_of, cm.layout.colf, e._crow_of, e._fb_of, flows,
-            cells if cells is not None else np.zeros((0, 0), np.int64), lt, ls, lo,
+            cells if cells is not None else np.zeros((0, 0), np.int64), lt, ls, lo, cm.ref_block,
         )
         if n:
             self._day.append(np.full(n, day, np.int32))
@@ -230,9 +230,9 @@ def referrals_table(cm: Compiled, e, replication: int) -> pa.Table:
         {
             "replication": pa.array(np.full(n, replication, np.int32)),
             "day": pa.array(log["day"]),
-            "referrer_segment": _dict(r_src // per_seg, cm.segment_names),
+            "referrer_segment": _dict((r_src // per_seg) % cm.n_segments, cm.segment_names),
             "referrer_age_band": _dict((r_src % W) >> 1, cm.band_names),
-            "referred_segment": _dict(r_tgt // per_seg, cm.segment_names),
+            "referred_segment": _dict((r_tgt // per_seg) % cm.n_segments, cm.segment_names),
             "referred_age_band": _dict((r_tgt % W) >> 1, cm.band_names),
             "generation": pa.array(ch["generation"].astype(np.int32)),
             "chain": pa.array(ch["chain"]),

@@ -338,7 +338,8 @@ class Customer(mesa.Agent):
         self.state = self.state_on(1)
 
     def state_on(self, day: int) -> tuple:
-        """(segment, band, permission, stage, d, next order) as seen on ``day``."""
+        """(segment, band, permission, stage, d, next order, acquired by referral) as
+        seen on ``day``."""
         d = day - self.clock - 1
         return (
             self.segment,
@@ -347,6 +348,7 @@ class Customer(mesa.Agent):
             self.stage,
             d if d < MAX_D else MAX_D,
             self.orders + 1 if self.stage in REPEAT_BUYERS else 0,
+            self.acquired_by == self.model.REFERRAL_CAUSE,
         )
 
     def step(self) -> None:
@@ -539,6 +541,16 @@ class ReferenceModel(mesa.Model):
             take[SUBSCRIBED] = math.exp(-off.entry.price_sensitivity * seg.price_sensitivity * off.entry.price)
             take[EXCITED] = math.exp(-off.core.price_sensitivity * seg.price_sensitivity * off.core.price)
             self.take.append(take)
+        # customers acquired by referral (docs/model.md, "Word of mouth"): warm leads that
+        # pay the entry offer's price less a two-sided programme's friend discount
+        self.warm = sc.referrals.referred_conversion
+        discount = next((ch.friend_discount for ch in sc.channels.values() if ch.pricing == "commission"), 0.0)
+        self.take_referred = []
+        for g, seg in enumerate(self.segs):
+            take = list(self.take[g])
+            friend_price = off.entry.price - min(discount, off.entry.price)
+            take[SUBSCRIBED] = math.exp(-off.entry.price_sensitivity * seg.price_sensitivity * friend_price)
+            self.take_referred.append(take)
         zero = [0.0] * (MAX_D + 1)
         self.advance_profile = [zero] * N_STAGES
         for name, r in sc.organic.advance.items():
@@ -750,7 +762,7 @@ class ReferenceModel(mesa.Model):
         """For each channel, whether a customer in ``state`` is in its audience."""
         got = self._admits.get(state)
         if got is None:
-            _, b, perm, s, d, _ = state
+            _, b, perm, s, d, _, _ = state
             got = tuple(ch.filtered and ch.admits(b, perm, s, d) for ch in self.chans)
             self._admits[state] = got
         return got
@@ -817,7 +829,7 @@ class ReferenceModel(mesa.Model):
         got = self.day_hazards.get(state)
         if got is not None:
             return got
-        g, b, _, s, d, nxt = state
+        g, b, _, s, d, nxt, referred = state
         cal = self.calendar[self.day] if self.day < len(self.calendar) else 1.0
         inside = self.admits(state)
         causes = []
@@ -849,7 +861,11 @@ class ReferenceModel(mesa.Model):
         for c, chan in enumerate(self.chans):
             if chan.kind == "funnel" and chan.unsubscribe > 0 and inside[c]:
                 unsubscribes.append((c, self.per_member[c] * chan.unsubscribe))
-        advance = self.take[g][s] * sum(h for _, h in causes)
+        take = self.take[g][s]
+        if referred:
+            # a referred person: a warm lead, who sees the friend's discount on the entry offer
+            take = self.take_referred[g][s] * (self.warm if s in (AWARE, ENGAGED, SUBSCRIBED) else 1.0)
+        advance = take * sum(h for _, h in causes)
         lapse = 0.0
         if s not in (UNAWARE, LAPSED):
             lapse = self.segs[g].lapse_multiplier * _h(self.lapse_profile[s][d])
@@ -896,8 +912,9 @@ class ReferenceModel(mesa.Model):
                 if getattr(chan.ch, "commission_on", "entry_sale") == "first_payment":
                     paid = int(self.referred_first_payments[d])
                 self.channel_units[d, c] = paid
-                # the referrer's commission and, two-sided, the friend's discount
-                self.channel_spend[d, c] = paid * (chan.ch.commission + chan.ch.friend_discount)
+                # the referrer's commission and, two-sided, the friend's discount on
+                # each referred entry sale
+                self.channel_spend[d, c] = paid * chan.ch.commission + self.referred_today * chan.ch.friend_discount
         self.referred[d] = self.referred_today
         self._figures(d, int(self.unsubscribes[d].sum()) - unsub_before)
         self.stages[d] = self.counts

@@ -222,6 +222,9 @@ class Referrals(Strict):
     #: with the network model, each person's daily chance of telling one contact
     rates: dict[str, NonNegative] = Field(default_factory=dict)
     network: Network = Network()
+    #: a referred person (acquired by referral) is a warm lead: its chances of moving on
+    #: from aware, engaged and subscribed are multiplied by this
+    referred_conversion: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
 
     @field_validator("rates")
     @classmethod

@@ -90,6 +90,13 @@ def init(n, key, seg_end, stage_cum, track, band_cum=None, permitted=None, start
     return people
 
 
+def row_of(c, width, ref_block=0):
+    """The customer's row of the day tables: (segment, level, band, permission), in the
+    block of referred customers' rows when it was acquired by referral."""
+    row = (c.segment * 16 + c.level) * width + c.band * 2 + c.permission
+    return row + ref_block if ref_block and c.acquired == 1 else row
+
+
 def column(c, d, col_of, sx_of):
     """The customer's table column on day d: the bucket of days since its last activity
     (capped at the table's last day) in its (stage, order class) slot."""
@@ -98,7 +105,7 @@ def column(c, d, col_of, sx_of):
 
 
 def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub, cause_cum, buy_cum, price,
-        n_causes, n_bands, order_classes, max_gap, memo=None, start_offer=2, first_pay_at=-1):
+        n_causes, n_bands, order_classes, max_gap, memo=None, start_offer=2, first_pay_at=-1, ref_block=0):
     """One day. Returns (flows, buys, first_touch, unsubscribes, gaps, subs) as dicts
     keyed by tuples; flows, buys, first_touch and subs are keyed by segment * n_bands +
     band first (first_touch: conversions by the cause that acquired the customer,
@@ -108,7 +115,10 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
     s restarts the clock, ``memo[10 + o]`` whether a repeat purchase of offer o
     restarts it and counts as an order; a first-time buyer signs up with
     ``start_offer`` (a free trial), anyone else pays the core offer; ``subs`` counts
-    first payments by acquiring cause, then trials ended unpaid and paid."""
+    first payments by acquiring cause, then trials ended unpaid and paid.
+
+    ``ref_block`` > 0: a customer acquired by referral reads the rows from ``ref_block``
+    on (its own chances), see :func:`row_of`."""
     flows, buys, first_touch, unsubs, gaps, subs = {}, {}, {}, {}, {}, {}
     memo = memo or [1] * 30
 
@@ -125,7 +135,7 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
         s = c.stage
         col = column(c, d, col_of, sx_of)
         cell = c.band * 2 + c.permission
-        row = (c.segment * 16 + c.level) * width + cell
+        row = row_of(c, width, ref_block)
         crow = c.segment * width + cell
         fb = c.segment * n_bands + c.band
         t = thr[row][col]

@@ -78,8 +78,14 @@ SUBSCRIPTION = {
 }
 
 
+#: referred customers as warm leads with a friend's discount: rows of their own
+WARM = {**FULL, "referrals.referred_conversion": 3.0, "channels.referral_programme.friend_discount": 5.0,
+        "market.seed": 12}
+
+
 def scenarios():
     yield "default-small", cvj.load_scenario(None, {"market.customers": 3000, "market.days": 25})
+    yield "warm-referred-leads", cvj.load_scenario(CLASSIC, WARM)
     yield "subscription", cvj.load_scenario(CLASSIC, SUBSCRIPTION)
     yield "all-mechanisms", cvj.load_scenario(CLASSIC, FULL)
     yield "above-one-chunk", cvj.load_scenario(None, chunk_edge_overrides())
@@ -103,6 +109,8 @@ def test_kernel_equals_naive_twin(name, sc, track):
         assert h.offer_units[:, :, 3:-1].sum() > 0  # upsells, which leave the billing clock
         assert h.flows[:, :, 9, :].sum() > 0  # reactivation: returning subscribers pay at sign-up
         assert (Engine(cm, replication=3).clock > 65536 - 30).any()  # starting subscribers' clocks before day 0
+    if name == "warm-referred-leads":
+        assert cm.ref_block > 0 and (e.row >= cm.ref_block).sum() > 50  # referred customers in their rows
     if name == "all-mechanisms":
         assert h.referred.sum() > 0  # referred sales (commission)
         assert h.flows[:, :, 9, :].sum() > 0  # reactivation from lapsed
@@ -157,6 +165,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
             cm.memo.tolist(),
             cm.start_offer,
             cm.first_pay_at,
+            cm.ref_block,
         )
         e.step()
         assert_same_state(e, people, track)
@@ -183,9 +192,7 @@ def dict_of(arr):
 def assert_same_state(e, people, track):
     np.testing.assert_array_equal(e.stage, [c.stage for c in people])
     W = e.cm.width
-    np.testing.assert_array_equal(
-        e.row, [(c.segment * 16 + c.level) * W + c.band * 2 + c.permission for c in people]
-    )
+    np.testing.assert_array_equal(e.row, [naive.row_of(c, W, e.cm.ref_block) for c in people])
     lay = e.cm.layout
     np.testing.assert_array_equal(e.sx, [lay.sx_of[c.stage][c.orders] for c in people])
     np.testing.assert_array_equal(e.orders, [c.orders for c in people])

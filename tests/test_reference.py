@@ -435,6 +435,19 @@ FORMAT2["subscription"] = {
     },
 }
 
+#: word of mouth brings warm leads: a person acquired by referral moves on 2.5x as
+#: readily from aware, engaged and subscribed and pays the entry offer 15 less (a
+#: two-sided programme's friend discount, with a price-sensitive entry offer)
+FORMAT2["warm_leads"] = {
+    "format": 2,
+    "name": "warm-leads",
+    "market": {"customers": N2, "days": 30, "seed": 47, "initial_stages": {"unaware": 0.7, "advocate": 0.3}},
+    "organic": {"advance": {"unaware": 0.005, "aware": 0.03, "engaged": 0.05, "subscribed": 0.03}},
+    "referrals": {"rates": {"advocate": 0.02}, "referred_conversion": 2.5},
+    "channels": {"programme": {"pricing": "commission", "commission": 5.0, "friend_discount": 15.0}},
+    "offers": {"entry": {"price": 40.0, "price_sensitivity": 0.03}, "core": {"price": 100.0}},
+}
+
 #: time in a stage before a move, binned by d (full days after entering it): (from,
 #: to, first d of each bin); ``to = "lapsed"`` counts lapses of those who never went on
 DWELL = {
@@ -465,6 +478,8 @@ POWER_CHANGES = {
     "dashboard": ("channels.retargeting.audience.within_days", 1.25),
     # 66% of trials paying their first bill instead of 60%
     "subscription": ("offers.core.subscription.trial_conversion", 1.1),
+    # referred leads 2x as warm instead of 2.5x
+    "warm_leads": ("referrals.referred_conversion", 0.8),
 }
 
 #: worlds where the kernel once disagreed with docs/model.md (the reference found both):

@@ -148,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         cells0 = e.cells.copy() if e.cells is not None else None
         shapes = {k: getattr(e, "_" + k).shape for k in OUTS}
         calls = record(e, args.days)
+        unknown = {k: v for k, v in calls[0].items() if k not in params(base.advance_day) and np.any(v)}
+        if unknown:
+            print(
+                f"the baseline kernel ({sha[:10]}) has no parameter {', '.join(unknown)} "
+                f"({', '.join(f'{k} = {v}' for k, v in unknown.items())} here): it runs another model; "
+                "pick a later --baseline or another --scenario",
+                file=sys.stderr,
+            )
+            return 2
         nc = max(kernels.n_chunks(n), kernels.max_threads())  # rows of the counts: per chunk or per thread
         lay = cm.layout
         hits = np.zeros(nc, np.int64)

@@ -272,6 +272,12 @@ def advance_day(
     gaps[...] = 0
     subs[...] = 0
     cells[...] = 0
+    # one column per slot (a memoryless layout, e.g. every format-1 scenario): the
+    # column needs no clock, and no customer changes column without an event
+    flat = True
+    for x in range(colf.shape[0] >> DWELL_BITS):
+        if colf[x << DWELL_BITS] != colf[(x << DWELL_BITS) + MAX_DWELL]:
+            flat = False
     for ci in prange(chunks):
         # the counts are integers, so each thread adds into its own row (summed exactly
         # in any order) instead of each chunk writing a row the caller must add up
@@ -282,7 +288,10 @@ def advance_day(
             e = min(hi, b + BLOCK)
             # First pass over the block: which customers have an event today, and which
             # change their column tomorrow without one (bit masks, bit j: customer b + j)
-            if count:
+            if flat:
+                m_ev = _scan_flat(b, e, k_event, sx, row, colf, thr)
+                m_ch = _ZERO
+            elif count:
                 m_ev, m_ch = _scan_moves(b, e, uday, k_event, clock, sx, row, colf, thr)
             else:
                 m_ev = _scan(b, e, uday, k_event, clock, sx, row, colf, thr)
@@ -331,6 +340,17 @@ def _scan(b, e, uday, k_event, clock, sx, row, colf, thr):
     for i in range(np.uint64(b), np.uint64(e)):
         raw = (uday - np.uint64(clock[i])) & _MASK16
         col = np.uint64(colf[(np.uint64(sx[i]) << _DWELL_BITS) + min(raw, _MAX_DWELL)])
+        hit = (draw_at(k_event, i) >> _S32) < thr[np.uint64(row[i]), col]
+        m = (m >> _ONE) | (np.uint64(hit) << _S63)
+    return m
+
+
+@njit(**SERIAL)
+def _scan_flat(b, e, k_event, sx, row, colf, thr):
+    """:func:`_scan` where every slot has one column (its entry for any days)."""
+    m = _ZERO
+    for i in range(np.uint64(b), np.uint64(e)):
+        col = np.uint64(colf[np.uint64(sx[i]) << _DWELL_BITS])
         hit = (draw_at(k_event, i) >> _S32) < thr[np.uint64(row[i]), col]
         m = (m >> _ONE) | (np.uint64(hit) << _S63)
     return m

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .columns import names_column as _dict
 from .model import Compiled, segment_sizes
 from .stages import CONVERTED, N_STAGES, STAGE_ID
 
@@ -209,7 +210,6 @@ def referrals_table(cm: Compiled, e, replication: int) -> pa.Table:
     known exactly: the friend's only order since its last referral (its last order), or,
     with the customers table, its first entry purchase when that came after the referral.
     """
-    from .results import _dict
 
     log = e.referrals.log()
     ch = chains(log, e.orders)

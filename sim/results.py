@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from .columns import names_column as _dict
 from .engine import FUNNEL, MAX_GAP, ORDER_CLASSES, Engine, History
 from .model import PRICING_CODE, Compiled
 from .registry import RUN_TABLES, SUMMARY_KEYS, kpi, names
@@ -29,12 +30,6 @@ from .stages import (
 
 TABLES = names(RUN_TABLES)
 KIND_CHANNEL, KIND_OFFER = "channel", "offer"
-
-
-def _dict(indices, names) -> pa.DictionaryArray:
-    names = list(names)
-    idx_type = pa.int8() if len(names) < 128 else pa.int16()
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(indices), type=idx_type), pa.array(names, pa.string()))
 
 
 def money(cm: Compiled, h: History) -> dict[str, np.ndarray]:

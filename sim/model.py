@@ -780,11 +780,13 @@ class DayTables:
     unsub_hazard: np.ndarray  # float64[C, G, W, cols]
 
 
-def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> DayTables:
+def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0, numpy: bool = False) -> DayTables:
     """The kernel's tables for one day from yesterday's counts and today's reach.
 
     ``counts`` are yesterday's customers by (segment x band, stage); ``day`` selects
-    the calendar's multiplier on sessions and purchases."""
+    the calendar's multiplier on sessions and purchases. ``numpy``: build the
+    thresholds and cuts with the NumPy statement :func:`_outcomes` instead of the fused
+    kernel (the same numbers, slower; for the tests)."""
     G, C, W = cm.n_segments, cm.n_channels, cm.width
     lay = cm.layout
     cs = lay.col_stage  # stage of each column
@@ -820,14 +822,27 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> 
         causes[:, :, cm.bill, :] = 0.0
         unsub[..., cm.bill] = 0.0
     adv = causes.sum(axis=-1) * cm.take[:, None, :]  # [G, W, cols]
-    lam = cm.lapse[:, None, None, :]
-    uns = unsub.sum(axis=0)[:, None, :, :]
     repeat_h = cm.repeat_h if cal == 1.0 else cm.repeat_h * np.where(cm.bill, 1.0, cal)[:, None]
-    rho = repeat_h.sum(axis=1)[None, None, None, :]
     # rows of everyone, then (ref_block) of customers acquired by referral
+    from .kernels.tables import outcomes  # numba loads on first use (validation stays fast)
+
     blocks = [adv, adv * cm.referred[:, None, :]] if cm.ref_block else [adv]
-    parts = [_outcomes(cm.levels[:, :, None, None] * a[:, None, :, :], lam, uns, rho) for a in blocks]
-    thr, cut_adv, cut_lapse, cut_unsub = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    rows = cm.n_rows
+    thr = np.empty((rows, n_cols), np.uint64)
+    cut_adv, cut_lapse, cut_unsub = (np.empty((rows, n_cols)) for _ in range(3))
+    lam2 = np.ascontiguousarray(cm.lapse)
+    uns2 = np.ascontiguousarray(unsub.sum(axis=0))
+    rho1 = np.ascontiguousarray(repeat_h.sum(axis=1))
+    per_block = rows // len(blocks)
+    for j, a in enumerate(blocks):
+        if numpy:
+            part = _outcomes(cm.levels[:, :, None, None] * a[:, None, :, :], lam2[:, None, None, :],
+                             uns2[:, None, :, :], rho1[None, None, None, :])
+            for x, y in zip((thr, cut_adv, cut_lapse, cut_unsub), part):
+                x[j * per_block : (j + 1) * per_block] = y
+        else:
+            outcomes(cm.levels, np.ascontiguousarray(a), lam2, uns2, rho1, j * per_block, thr, cut_adv, cut_lapse,
+                     cut_unsub)
     return DayTables(
         thr=thr,
         cut_adv=cut_adv,
@@ -843,7 +858,9 @@ def day_tables(cm: Compiled, counts: np.ndarray, reach: Reach, day: int = 0) -> 
 
 def _outcomes(H, lam, uns, rho):
     """thr, cut_adv, cut_lapse, cut_unsub as [rows, cols] from the advance hazard ``H``
-    [G, 16, W, cols] and the lapse, unsubscribe and repeat hazards (broadcast to it)."""
+    [G, 16, W, cols] and the lapse, unsubscribe and repeat hazards (broadcast to it).
+    The NumPy statement of :func:`cvj.kernels.tables.outcomes`, which the day tables
+    run (tests/test_day_tables.py holds the two equal)."""
     lam, uns, rho = (np.broadcast_to(x, H.shape) for x in (lam, uns, rho))
     total = H + lam + uns + rho
     p_event = -np.expm1(-total)

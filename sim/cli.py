@@ -705,9 +705,10 @@ def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers,
         t.add_column(col, justify="left" if col == "parameter" else "right")
     for q, v, (a, b) in zip(cal.parameters, res.estimate, res.interval):
         t.add_row(q.path, f"{v:.4g}", f"{a:.4g} .. {b:.4g}", f"{q.lower:g} .. {q.upper:g}")
-    out.print(t)
+    page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
+    page.print(t)
     n = res.n_observations
-    out.print(
+    page.print(
         f"deviance {res.deviance:,.1f} on {n:,} values; fits to data simulated from the fitted scenario give "
         f"{np.quantile(res.boot_deviance, 0.05):,.1f} .. {np.quantile(res.boot_deviance, 0.95):,.1f} (90%): "
         f"goodness-of-fit p = {res.p_value:.3f}"

@@ -14,15 +14,15 @@ The method (docs/model.md, "Calibrating a scenario"):
    steps of the common-random-number objective.
 3. **Intervals.** Parametric bootstrap: ``bootstrap`` data sets are simulated at the
    estimate with streams ``seed + 1 ..`` (never the fit's), each is refitted by one
-   Gauss-Newton step from the estimate with the Jacobian there (central differences,
-   ``2p`` simulations), and the 5% and 95%
+   Fisher-scoring (IRLS) step from the estimate with the Jacobian there (central
+   differences, ``2p`` simulations), and the 5% and 95%
    quantiles of the refits are the 90% interval. The fit's own stream is noise too (a
    sample of ``f`` of the market has ``1/f`` times its variance in market units), so the
    simulated deviations are scaled by ``sqrt(1 + f)``: the refits spread as the estimate
    would over new data *and* a new stream.
 4. **Diagnostics.** Goodness of fit: the deviance against those of the bootstrap refits
-   (data from the fitted scenario itself); a deviance above their 99th percentile means
-   the scenario cannot reproduce the data. Per parameter: a flat profile (moving it to
+   (data from the fitted scenario itself), as the tail of a scaled chi-square matched to
+   them; ``p < 0.001`` means the scenario cannot reproduce the data. Per parameter: a flat profile (moving it to
    either bound changes the deviance by less than ``2.71`` x the dispersion), an
    interval spanning the bounds, a strong correlation (``|r| > 0.9``) with another.
 """
@@ -57,7 +57,10 @@ STRONG_CORRELATION = 0.9
 #: chi-square(1) 90% quantile: a change of the deviance smaller than this (x dispersion) is noise
 FLAT = 2.706
 #: a goodness-of-fit p-value below this is a bad fit
-BAD_FIT_P = 0.01
+BAD_FIT_P = 0.001
+#: least_squares' stopping tolerances (relative change of the deviance; step in scaled
+#: coordinates, where 1 is the whole range)
+FTOL, XTOL = 1e-4, 1e-3
 
 Progress = Callable[[int, int], None]
 
@@ -234,9 +237,11 @@ class Evaluator:
 # --------------------------------------------------------------------------- the loss
 
 
-def deviance_terms(y: np.ndarray, mu: np.ndarray, loss: str, dispersion: float) -> np.ndarray:
-    """The unit deviance of each observation (>= 0; 0 where ``y == mu``)."""
-    mu = np.maximum(mu, 1e-9)
+def deviance_terms(y: np.ndarray, mu: np.ndarray, loss: str, dispersion: float, floor: float = 1e-9) -> np.ndarray:
+    """The unit deviance of each observation (>= 0; 0 where ``y == mu``). ``mu`` is
+    taken as at least ``floor``: a simulated count of 0 says the mean is below about one
+    simulated event, not that it is 0 (whose deviance would be infinite for any y > 0)."""
+    mu = np.maximum(mu, floor)
     ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
     if loss == "negative_binomial" and dispersion > 0:
         a = dispersion
@@ -246,9 +251,9 @@ def deviance_terms(y: np.ndarray, mu: np.ndarray, loss: str, dispersion: float) 
     return np.maximum(d, 0.0)
 
 
-def residuals(y: np.ndarray, mu: np.ndarray, loss: str, dispersion: float) -> np.ndarray:
+def residuals(y: np.ndarray, mu: np.ndarray, loss: str, dispersion: float, floor: float = 1e-9) -> np.ndarray:
     """Deviance residuals: their squares sum to the deviance."""
-    return np.sign(y - mu) * np.sqrt(deviance_terms(y, mu, loss, dispersion))
+    return np.sign(y - np.maximum(mu, floor)) * np.sqrt(deviance_terms(y, mu, loss, dispersion, floor))
 
 
 # --------------------------------------------------------------------------- the result
@@ -338,6 +343,11 @@ def calibrate(
     B = cal.bootstrap
     fit_budget = max(2 * (p + 1), cal.max_simulations - B - 4 * p)
     say = log or (lambda _s: None)
+    # half a simulated event, in market units: the least mean a simulated 0 stands for
+    floor = 0.5 / cal.fraction
+
+    def dev(yy, mm):
+        return deviance_terms(yy, mm, cal.loss, cal.dispersion, floor)
 
     jr = Journal(Path(journal) if journal is not None else None, cal.sha256)
     ev = Evaluator(cal, jr, workers, threads, progress, budget=cal.max_simulations)
@@ -384,23 +394,8 @@ def calibrate(
         return jac_cache[k]
 
     def fun(x):
-        r = residuals(y, mu_of(x)[mask], cal.loss, cal.dispersion)
+        r = residuals(y, mu_of(x)[mask], cal.loss, cal.dispersion, floor)
         return np.concatenate([r, prior_res(x)]) if prior_idx else r
-
-    def dres_dmu(yy, mu):
-        # d/dmu of sign(y-mu) sqrt(d(y, mu)): -(1 - y/mu) / r * ... computed stably
-        mu = np.maximum(mu, 1e-9)
-        d = deviance_terms(yy, mu, cal.loss, cal.dispersion)
-        r = np.sign(yy - mu) * np.sqrt(d)
-        if cal.loss == "negative_binomial" and cal.dispersion > 0:
-            a = cal.dispersion
-            dd = 2 * (-(yy / mu) + (yy + 1 / a) * a / (1 + a * mu))
-        else:
-            dd = 2 * (1 - yy / mu)
-        safe = np.abs(r) > 1e-9
-        # where r == 0 the residual's slope is -1/sqrt(variance): the limit of dd / (2 r)
-        var = mu + (cal.dispersion * mu * mu if cal.loss == "negative_binomial" else 0.0)
-        return np.where(safe, dd / (2 * np.where(safe, r, 1.0)), -1.0 / np.sqrt(var))
 
     def prior_jac():
         J = np.zeros((len(prior_idx), p))
@@ -421,15 +416,22 @@ def calibrate(
         return np.column_stack([(out[2 * j + 1][mask] - out[2 * j][mask]) / den[j] for j in range(p)])
 
     def jac(x):
-        J = dres_dmu(y, mu_of(x)[mask])[:, None] * jac_mu(x)
-        return np.vstack([J, prior_jac()]) if prior_idx else J
+        """d residual / d x by the same forward differences (a secant of the residual, not
+        the chain rule: the residual's slope is unbounded where y = 0 and mu -> 0)."""
+        hs, pts = steps(x)
+        jac_mu(x)  # runs the p simulations in parallel; their mu are cached
+        base = fun(x)
+        J = np.column_stack([(fun(pt) - base) / h for pt, h in zip(pts, hs)])
+        if prior_idx:
+            J[y.size:] = prior_jac()
+        return J
 
     x0 = (np.array([q.start for q in pars]) - lo) / span
     try:
         say(f"fitting {p} parameters to {y.size:,} observed values (at most {fit_budget} simulations)")
         nfev = max(2, fit_budget // (p + 1))
         sol = least_squares(fun, x0, jac=jac, bounds=(0.0, 1.0), method="trf", x_scale=1.0, max_nfev=nfev,
-                            ftol=1e-4, xtol=1e-3, gtol=1e-6)
+                            ftol=FTOL, xtol=XTOL, gtol=1e-8)
         x_hat = np.clip(sol.x, 0.0, 1.0)
         iterations = int(sol.nfev)
         mu_hat = mu_of(x_hat)
@@ -465,16 +467,20 @@ def calibrate(
         boot_by = np.zeros((B, M))
         pr0 = prior_res(x_hat) if prior_idx else np.zeros(0)
         PJ = prior_jac() if prior_idx else np.zeros((0, p))
+        # Fisher scoring (one IRLS step): weights 1 / variance, the variance of a cell
+        # taken as at least that of one simulated event, so an empty cell cannot dominate
+        var = np.maximum(mu_hat[mask], 2 * floor)
+        if cal.loss == "negative_binomial":
+            var = var + cal.dispersion * var * var
+        sw = 1.0 / np.sqrt(var)
+        A = np.vstack([sw[:, None] * J, PJ])
         for b in range(B):
-            w = dres_dmu(ystar[b], mu_fit)
-            r = residuals(ystar[b], mu_fit, cal.loss, cal.dispersion)
-            A = np.vstack([w[:, None] * J, PJ])
-            rr = np.concatenate([r, pr0])
-            dx = -np.linalg.lstsq(A, rr, rcond=None)[0]
+            rhs = np.concatenate([sw * (ystar[b] - mu_hat[mask]), -pr0])
+            dx = np.linalg.lstsq(A, rhs, rcond=None)[0]
             draws_x[b] = x_hat + dx  # unclipped: the spread says how well the data pin it down
             xb = np.clip(draws_x[b], 0.0, 1.0)
             mu_b = np.maximum(mu_fit + J @ (xb - x_hat), 0.0)
-            dterms = deviance_terms(ystar[b], mu_b, cal.loss, cal.dispersion)
+            dterms = dev(ystar[b], mu_b)
             boot_dev[b] = dterms.sum()
             boot_by[b] = np.bincount(metric_of, weights=dterms, minlength=M)
         draws = lo + np.clip(draws_x, 0.0, 1.0) * span
@@ -484,9 +490,9 @@ def calibrate(
         band_m = np.quantile(ystar, [q, 1 - q], axis=0)
         band[:, mask] = band_m
 
-        dterms_hat = deviance_terms(y, mu_fit, cal.loss, cal.dispersion)
+        dterms_hat = dev(y, mu_fit)
         D = float(dterms_hat.sum())
-        slices = np.array([deviance_terms(y, m[mask], cal.loss, cal.dispersion).sum() for m in ends]).reshape(p, 2)
+        slices = np.array([dev(y, m[mask]).sum() for m in ends]).reshape(p, 2)
     except BaseException:
         ev.close(now=True)
         jr.close()
@@ -496,7 +502,7 @@ def calibrate(
 
     dof = max(1, y.size - p)
     phi = float(np.mean(boot_dev)) / dof
-    p_value = float((1 + np.sum(boot_dev >= D)) / (B + 1))
+    p_value = tail_probability(D, boot_dev)
     by_metric = np.bincount(metric_of, weights=dterms_hat, minlength=M)
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(draws_x, rowvar=False) if p > 1 else np.ones((1, 1))
@@ -526,24 +532,36 @@ def calibrate(
     return res
 
 
+def tail_probability(D: float, boot: np.ndarray) -> float:
+    """P(deviance >= D) under the fitted scenario: a scaled chi-square ``phi chi2(nu)``
+    matched to the refits' deviances by mean and variance (``phi = var / 2 mean``,
+    ``nu = 2 mean^2 / var``), so a p-value below ``1 / bootstrap`` can still be told."""
+    from scipy.stats import chi2
+
+    m, v = float(np.mean(boot)), float(np.var(boot, ddof=1))
+    if not (m > 0 and v > 0):
+        return 1.0 if D <= m else 0.0
+    phi, nu = v / (2 * m), 2 * m * m / v
+    return float(chi2.sf(D / phi, nu))
+
+
 def diagnose(res: CalibrationResult) -> list[ScenarioWarning]:
     """The warnings a fit gives: a bad fit, and parameters the data cannot pin down."""
     cal = res.calibration
     out = []
     if res.p_value < BAD_FIT_P:
-        expected = float(np.quantile(res.boot_deviance, 0.99))
-        worst = sorted(res.deviance_by_metric, key=lambda m: -res.deviance_by_metric[m] / max(
-            float(np.mean(res.boot_by_metric[m])), 1e-9))
+        m, sd = float(np.mean(res.boot_deviance)), float(np.std(res.boot_deviance, ddof=1))
+        worst = sorted(res.deviance_by_metric, key=lambda k: -res.deviance_by_metric[k] / max(
+            float(np.mean(res.boot_by_metric[k])), 1e-9))
         ratio = ", ".join(
-            f"{m} {res.deviance_by_metric[m]:,.0f} (expected about {float(np.mean(res.boot_by_metric[m])):,.0f})"
-            for m in worst[:3]
+            f"{k} {res.deviance_by_metric[k]:,.0f} (expected about {float(np.mean(res.boot_by_metric[k])):,.0f})"
+            for k in worst[:3]
         )
         out.append(ScenarioWarning(
             "bad-fit", "observed",
-            f"the scenario cannot reproduce the data: deviance {res.deviance:,.0f}, above every fit to data simulated "
-            f"from the fitted scenario but {res.p_value * (len(res.boot_deviance) + 1) - 1:.0f} of "
-            f"{len(res.boot_deviance)} (their 99th percentile: {expected:,.0f}; p = {res.p_value:.3f}); worst metrics: "
-            f"{ratio}. Do not trust the estimates: the scenario lacks something the data have",
+            f"the scenario cannot reproduce the data: deviance {res.deviance:,.0f} against {m:,.0f} +- {sd:,.0f} for "
+            f"data simulated from the fitted scenario (p = {res.p_value:.2g}); worst metrics: {ratio}. Do not trust the "
+            "estimates: the scenario lacks something the data have",
         ))
     names = [q.path for q in cal.parameters]
     for j, q in enumerate(cal.parameters):

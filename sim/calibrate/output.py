@@ -25,7 +25,7 @@ import pyarrow as pa
 from ..output import AtomicDir, write_manifest, write_table
 from ..scenario import Scenario, override
 from ..version import __version__
-from .fit import LEVEL, CalibrationResult
+from .fit import BAD_FIT_P, LEVEL, CalibrationResult
 from .metrics import by_period, daily_metrics, period_starts
 
 FILES = ("fitted.toml", "fit.png", "goodness.png")
@@ -203,12 +203,18 @@ def _png(chart) -> bytes:
 def fit_chart(res: CalibrationResult):
     """Observed (points) against fitted (line) with the 90% band of data simulated at
     the estimate, one panel per metric."""
+    return fit_chart_of(fit_table(res), res.calibration.name)
+
+
+def fit_chart_of(table: pa.Table, name: str):
+    """:func:`fit_chart` from a ``fit`` table (as written to ``DIR/fit``)."""
     import altair as alt
 
-    t = fit_table(res).to_pylist()
+    t = table.to_pylist()
     for r in t:
         r["period_start"] = r["period_start"].isoformat()
-    base = alt.Chart(alt.Data(values=t)).encode(x=alt.X("period_start:T", title=None))
+    # the layers take their data from the facet (a layer with data of its own is not split by metric)
+    base = alt.Chart().encode(x=alt.X("period_start:T", title=None))
     band = base.mark_area(opacity=0.25, color="#4c78a8").encode(
         y=alt.Y("band_low:Q", title=None), y2="band_high:Q"
     )
@@ -219,7 +225,7 @@ def fit_chart(res: CalibrationResult):
         .properties(width=260, height=130)
         .facet(facet=alt.Facet("metric:N", title=None), columns=3)
         .resolve_scale(y="independent")
-        .properties(title=f"{res.calibration.name}: observed (dots), fitted (line), 90% of data simulated at the fit (band)")
+        .properties(title=f"{name}: observed (dots), fitted (line), 90% of data simulated at the fit (band)")
     )
 
 
@@ -241,7 +247,7 @@ def goodness_chart(res: CalibrationResult):
     )
     med = base.mark_tick(color="#4c78a8", thickness=2).encode(x="median:Q")
     obs = base.mark_point(color="#e45756", filled=True, size=60).encode(x="observed:Q")
-    verdict = "bad fit" if res.p_value < 0.01 else "fit consistent with the data"
+    verdict = "bad fit" if res.p_value < BAD_FIT_P else "fit consistent with the data"
     return alt.layer(rng, med, obs).properties(
         width=420, height=28 * len(rows),
         title=f"Goodness of fit: observed deviance (red) against fits to data from the fitted scenario "
@@ -281,6 +287,7 @@ def write_result(res: CalibrationResult, target: AtomicDir) -> Path:
         "files": list(FILES),
         "simulations": res.simulations,
         "simulations_reused": res.reused,
+        "search_evaluations": res.iterations,
         "seconds": round(res.seconds, 1),
         "seconds_per_simulation": round(res.seconds_per_simulation, 3) if res.simulations else None,
         "deviance": res.deviance,

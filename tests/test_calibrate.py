@@ -165,3 +165,18 @@ def test_two_rates_seen_only_through_their_sum_are_flagged(tmp_path):
     assert "strong-correlation" in kinds, res.warnings
     assert res.correlation[0, 1] < -0.9
 
+
+
+def test_a_budget_burst_the_scenario_lacks_gives_a_bad_fit(tmp_path):
+    """Data from a shop that tripled paid social's budget in weeks 3-5 (a budget
+    schedule); the fitted scenario has a flat budget, so no click-through rate can
+    match both the burst and the rest: the goodness of fit must say so (the recovery
+    test above is the same fit on data without the burst, where it must not)."""
+    base = small_shop(20_000, 63)
+    budget = base.channels["paid_social"].daily_budget
+    burst = {"channels.paid_social.schedule": [{"from_day": 15, "to_day": 35, "daily_budget": 3 * budget}]}
+    f = make_case(tmp_path / "b", base, {CTR: 0.02}, ["clicks.paid_social", "sessions"], {CTR: (0.005, 0.03)},
+                  replication=10_000, bootstrap=20, max_simulations=60, data_overrides=burst)
+    res = calibrate(load_calibration(f), workers=1)
+    assert res.p_value < 0.001
+    assert [w for w in res.warnings if w.name == "bad-fit" and "clicks.paid_social" in w.message]

@@ -85,9 +85,8 @@ class NumpyEngine:
 
     def __init__(self, compiled: Compiled, replication: int = 0, block: int = BLOCK):
         cm = compiled
-        if cm.billing is not None or cm.scenario.referrals.model == "network" or cm.ref_block:
-            raise ValueError("the NumPy version models the default shop: no subscription, no referral network, "
-                             "no warm referred leads")
+        if cm.billing is not None or cm.scenario.referrals.model == "network":
+            raise ValueError("the NumPy version models the default shop: no subscription, no referral network")
         self.cm = cm
         self.replication = int(replication)
         self.block = int(block)
@@ -305,6 +304,8 @@ class NumpyEngine:
         self.clock[ia] = day
         first = sa == UNAWARE
         self.acquired[ia[first]] = k[first]
+        if self.cm.ref_block:  # a customer acquired by referral (cause 1) moves to its own rows
+            self.row[ia[first & (k == 1)]] += np.uint16(self.cm.ref_block)
         lead = sa == ENGAGED
         self.row[ia[lead]] |= 1  # the lead magnet grants the email permission
         entry = sa == SUBSCRIBED

@@ -71,6 +71,7 @@ class Day:
         "n_offers",
         "p_event",
         "price",
+        "ref_block",
         "sx_of",
     )
 
@@ -85,6 +86,7 @@ class Day:
         self.cause_cum = tables.cause_cum.tolist()  # [segment x flag cell][col][cause]
         self.buy_cum = tables.buy_cum.tolist()  # [col][offer]
         self.price = cm.price.tolist()
+        self.ref_block = cm.ref_block  # a customer acquired by referral moves to its own rows
         self.col_of, self.sx_of, self.crow_of, self.fb_of = col_of, sx_of, crow_of, fb_of
         self.n_causes, self.n_offers = K, O
         self.flows = [[[0] * (K + 2) for _ in range(N_STAGES)] for _ in range(GB)]  # causes, lapse, unsubscribe
@@ -129,6 +131,8 @@ def _event(c, t: Day, u: float, row: int, col: int) -> None:
         c.clock = d
         if s == UNAWARE:
             c.acquired = k
+            if k == 1 and t.ref_block:  # cause 1: referral
+                c.row = row + t.ref_block
         elif s == ENGAGED:
             c.row = row | 1  # the lead magnet grants the email permission
         elif s == SUBSCRIBED:

@@ -830,7 +830,11 @@ def test_every_shipped_format1_file_loads():
         if raw.get("format") != 1:
             continue
         seen += 1
-        if "scenario" in raw:  # a study
+        if "observed" in raw:  # a calibration: its base scenario and observed data load
+            from cvj.calibrate import load_calibration
+
+            assert load_calibration(path).scenario.format == 2
+        elif "scenario" in raw:  # a study
             st = load_study(path)
             assert st.variants and all(v.scenario.format == 2 for v in st.variants.values())
         else:

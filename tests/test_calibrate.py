@@ -112,6 +112,37 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_dir, case, rows, p
     assert sorted(p.name for p in d.iterdir()) == before  # nothing written: no DIR, no journal
 
 
+@pytest.mark.parametrize("planted", ["file", "symlink"])
+def test_a_file_at_the_journals_name_that_cvj_did_not_write_is_left_alone(bad_dir, planted):
+    """The journal lives beside DIR (``.DIR.cvj-calibrate.jsonl``): a file of the user's
+    at that name is neither truncated nor removed, nor a symbolic link followed; the
+    command stops with one line, exit 2, and writes nothing."""
+    d = bad_dir / f"planted_{planted}"
+    d.mkdir()
+    (d / "observed.csv").write_text(GOOD_ROWS, encoding="utf-8")
+    (d / "cal.toml").write_text(
+        f'format = 1\nscenario = "../base.toml"\nobserved = "observed.csv"\n\n{GOOD_PARAM}', encoding="utf-8"
+    )
+    precious = d / "notes.txt"
+    precious.write_text("mine\n", encoding="utf-8")
+    journal = d / ".fit.cvj-calibrate.jsonl"
+    if planted == "file":
+        journal.write_text("mine too\n", encoding="utf-8")
+    else:
+        journal.symlink_to(precious)
+    before = sorted(p.name for p in d.iterdir())
+    p = cvj("calibrate", d / "cal.toml", "--out", d / "fit", "-q")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "journal" in lines[0], lines
+    assert sorted(p.name for p in d.iterdir()) == before
+    assert precious.read_text(encoding="utf-8") == "mine\n"
+    if planted == "file":
+        assert journal.read_text(encoding="utf-8") == "mine too\n"
+    else:
+        assert journal.is_symlink()
+
+
 def test_simulate_observed_refuses_an_unknown_metric(tmp_path):
     p = cvj("simulate-observed", Path(__file__).parent.parent / "scenarios" / "default.toml", "--metrics", "cliks",
             "--out", tmp_path / "o.csv")

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import ScenarioWarning
+from ..errors import OutputError
 from .metrics import by_period, daily_metrics
 from .spec import Calibration
 
@@ -95,6 +96,10 @@ def simulate_metrics(scenario_json: str, overrides: dict, replication: int, metr
 # --------------------------------------------------------------------------- the journal
 
 
+#: how every journal begins (then the calibration's SHA-256)
+JOURNAL_HEADER = '{"calibration": '
+
+
 class Journal:
     """Simulations already run, one JSON line each, appended and flushed as they come
     back, so an interrupted calibration starts again where it stopped (the objective is
@@ -108,12 +113,23 @@ class Journal:
         if path is None:
             return
         header = json.dumps({"calibration": sha256})
+        assert header.startswith(JOURNAL_HEADER)
         lines = []
+        if path.is_symlink():
+            raise OutputError("is a symbolic link; cvj calibrate keeps its journal only in a file of its own",
+                              "journal", str(path))
         try:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().split("\n")
         except FileNotFoundError:
             pass
+        except UnicodeDecodeError:
+            lines = ["(not text)"]
+        if lines and not lines[0].startswith(JOURNAL_HEADER):
+            # not a journal cvj calibrate wrote: it is never truncated, nor later removed
+            raise OutputError(
+                "exists and is not a cvj calibrate journal; move it away or choose another --out", "journal", str(path)
+            )
         if lines and lines[0] == header:
             for line in lines[1:]:
                 try:
@@ -121,7 +137,8 @@ class Journal:
                     self.known[rec["key"]] = np.asarray(rec["values"], dtype=np.float64)
                 except (ValueError, KeyError, TypeError):
                     continue
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # O_NOFOLLOW: a symbolic link planted at the journal's name is refused, not followed
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         self._f = os.fdopen(fd, "w", encoding="utf-8")
         self._f.write(header + "\n")
         for k, v in self.known.items():

@@ -447,7 +447,7 @@ def compile_scenario(sc: Scenario) -> Compiled:
     # events between customers instead (cvj.network), so this term is zero
     referral_rate = np.zeros(N_STAGES)
     if sc.referrals.model == "mean_field":
-        lift = next((ch.referral_lift for ch in sc.channels.values() if ch.pricing == "commission"), 1.0)
+        lift = programme.referral_lift if programme is not None else 1.0
         for name, r in sc.referrals.rates.items():
             referral_rate[STAGE_ID[name]] = r * lift
 

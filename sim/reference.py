@@ -381,7 +381,7 @@ class Customer(mesa.Agent):
                 m.unsubscribes[m.day, self.fb, self.stage] += 1
             else:
                 o = _pick(hz.products, v * hz.repeat)
-                if m.sub is not None and o != self.CORE:
+                if m.sub is not None and o != m.CORE:
                     # an upsell of a subscription shop: sold, but not an order, and the
                     # subscriber's days still count from its last bill
                     m.record_purchase(self, o, order=False)
@@ -390,8 +390,6 @@ class Customer(mesa.Agent):
                     self.clock = m.day
         self.state = state = self.state_on(m.day + 1)
         m.tomorrow[state] += 1
-
-    CORE = 2
 
     def refer(self) -> None:
         """Word of mouth on a network (docs/model.md, "Word of mouth"): with its stage's
@@ -432,7 +430,7 @@ class Customer(mesa.Agent):
         else:
             if in_trial:
                 m.first_payment(self)
-            m.record_purchase(self, self.CORE)
+            m.record_purchase(self, m.CORE)
             self.clock = m.day
         return True
     def _advance(self, m: ReferenceModel, hz: _Day, v: float) -> None:

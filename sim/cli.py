@@ -654,17 +654,26 @@ def _write_report(directory: Path, out_dir: Path | None, console) -> None:
 @click.option("--max-simulations", type=click.IntRange(min=10), help="Override the file's budget of simulations.")
 @click.option("--bootstrap", type=click.IntRange(min=20), help="Override the file's number of bootstrap data sets.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local worker processes (default: one per core).")
+@click.option("--scheduler", metavar="ADDRESS", help="Run the simulations on the Dask cluster of this scheduler.")
+@click.option("--dask-workers", type=click.IntRange(min=1), help="Run them on a local Dask cluster of N worker processes.")
 @click.option("--threads", type=click.IntRange(min=1), help="Kernel threads per worker (default: cores / workers).")
+@click.option(
+    "--retries", type=click.IntRange(min=0),
+    help="Dask: runs of a simulation that raised (default 2; a lost worker's tasks always move on).",
+)
 @click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj calibrate.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers, threads, force, quiet):
+def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers, scheduler, dask_workers, threads, retries,
+              force, quiet):
     """Fit the free parameters of a CALIBRATION file's scenario to its observed data.
 
     Every simulation uses the same random numbers, so the deviance is a deterministic
     function of the parameters; scipy's least_squares searches it, a parametric
     bootstrap gives 90% intervals, and the fit is checked (goodness of fit, parameters
     the data cannot pin down). Stopped (Ctrl-C), the same command continues where it
-    stopped: the simulations done are kept beside DIR until it is written.
+    stopped: the simulations done are kept beside DIR until it is written. Simulations
+    run in local worker processes (--workers) or on a Dask cluster (--scheduler,
+    --dask-workers); the result is the same.
 
     \b
     Examples:
@@ -680,6 +689,11 @@ def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers,
     from .calibrate.output import write_result
     from .console import warning_lines
 
+    chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
+    if len(chosen) > 1:
+        _fail(f"{' and '.join(chosen)} exclude each other: local processes, a Dask cluster, or a local Dask cluster")
+    if retries is not None and scheduler is None and dask_workers is None:
+        _fail("--retries applies to Dask runs (--scheduler or --dask-workers)")
     cal = load_calibration(calibration, sample=sample, max_simulations=max_simulations, bootstrap=bootstrap)
     target = AtomicDir(out_dir, force=force, kind="calibration")  # fail early, before simulating
     journal = target.target.with_name(f".{target.target.name}.cvj-calibrate.jsonl")
@@ -687,7 +701,8 @@ def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers,
         with _progress(quiet, unit="simulation") as bar:
             task = bar.add_task(f"calibrating {len(cal.parameters)} parameters", total=cal.max_simulations)
             res = run_calibration(
-                cal, workers=workers, threads=threads, journal=journal,
+                cal, workers=workers, threads=threads, scheduler=scheduler, dask_workers=dask_workers, retries=retries,
+                journal=journal,
                 progress=lambda n, total: bar.update(task, completed=n, total=max(total, n)),
                 log=(lambda s: None) if quiet else (lambda s: err.print(s)),
             )

@@ -211,3 +211,71 @@ def test_a_budget_burst_the_scenario_lacks_gives_a_bad_fit(tmp_path):
     res = calibrate(load_calibration(f), workers=1)
     assert res.p_value < 0.001
     assert [w for w in res.warnings if w.name == "bad-fit" and "clicks.paid_social" in w.message]
+
+
+# --------------------------------------------------------------------------- the warnings
+
+
+def _result(cal, estimate, interval, slices, corr, deviance=50.0):
+    """A CalibrationResult with the figures the warnings read set by hand (the rest
+    inert), so each rule is seen to fire, and not to fire, on its own threshold."""
+    from cvj.calibrate.fit import CalibrationResult
+
+    p = len(cal.parameters)
+    B = 40
+    boot = np.full(B, 48.0)  # a dispersion of 48 / (n - p) per degree of freedom
+    metrics = cal.observed.metrics
+    return CalibrationResult(
+        calibration=cal, estimate=np.asarray(estimate, float), interval=np.asarray(interval, float),
+        draws=np.zeros((B, p)), fitted=np.zeros(cal.observed.values.shape), band=np.zeros((2, *cal.observed.values.shape)),
+        deviance=deviance, deviance_by_metric={m: deviance / len(metrics) for m in metrics}, boot_deviance=boot,
+        boot_by_metric={m: boot / len(metrics) for m in metrics}, p_value=0.5,
+        dispersion=float(boot.mean()) / max(1, int(cal.observed.mask.sum()) - p), slices=np.asarray(slices, float),
+        correlation=np.asarray(corr, float), simulations=0, reused=0, seconds=0.0, seconds_per_simulation=0.0,
+        iterations=0,
+    )
+
+
+def test_each_warning_fires_on_its_rule_and_only_there():
+    from cvj.calibrate.fit import FLAT, diagnose
+
+    cal = load_calibration(Path(__file__).resolve().parents[1] / "scenarios" / "calibrate_handbag.toml")
+    pars = cal.parameters
+    p = len(pars)
+    lo = np.array([q.lower for q in pars])
+    hi = np.array([q.upper for q in pars])
+    mid = (lo + hi) / 2
+    w = (hi - lo) / 10
+    D = 50.0
+    res = _result(cal, mid, np.column_stack([mid - w, mid + w]), np.full((p, 2), D + 1000.0), np.eye(p), D)
+    phi = res.dispersion
+    assert diagnose(res) == []  # well inside the bounds, steep profiles, no correlation
+
+    # flat profile: a rise just below FLAT x dispersion fires, just above does not
+    slices = np.full((p, 2), D + 1000.0)
+    slices[1] = [D + 0.99 * FLAT * phi, D + 0.5]
+    slices[2] = [D + 1.01 * FLAT * phi, D]
+    res.slices = slices
+    got = {(x.name, x.path) for x in diagnose(res)}
+    assert got == {("flat-profile", pars[1].path)}
+
+    # an interval over both bounds, one running into the upper bound, one clear of both
+    res.slices = np.full((p, 2), D + 1000.0)
+    iv = np.column_stack([mid - w, mid + w])
+    iv[0] = [lo[0] + 0.01 * (hi[0] - lo[0]), hi[0]]
+    iv[3] = [mid[3], hi[3] - 0.01 * (hi[3] - lo[3])]
+    iv[4] = [lo[4] + 0.03 * (hi[4] - lo[4]), hi[4] - 0.03 * (hi[4] - lo[4])]
+    res.interval = iv
+    got = {(x.name, x.path) for x in diagnose(res)}
+    assert got == {("interval-spans-bounds", pars[0].path), ("interval-at-bound", pars[3].path)}
+
+    # correlation beyond 0.9 in either direction, and not at 0.89
+    res.interval = np.column_stack([mid - w, mid + w])
+    corr = np.eye(p)
+    corr[0, 5] = corr[5, 0] = -0.95
+    corr[1, 2] = corr[2, 1] = 0.91
+    corr[3, 4] = corr[4, 3] = 0.89
+    res.correlation = corr
+    got = {(x.name, x.path) for x in diagnose(res)}
+    assert got == {("strong-correlation", f"{pars[0].path} ~ {pars[5].path}"),
+                   ("strong-correlation", f"{pars[1].path} ~ {pars[2].path}")}

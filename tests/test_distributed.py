@@ -401,3 +401,45 @@ def test_readme_cluster_section_uses_real_options():
     options = {o for line in used for o in re.findall(r"(--[a-z][a-z-]+)", line)}
     assert {"--scheduler", "--resume", "--out"} <= options
     assert all(o in help_text for o in options | {"--dask-workers", "--workers", "--retries", "--force"}), options
+
+
+# --------------------------------------------------------------------------- calibrate on Dask
+
+
+def test_calibrate_on_a_dask_cluster_gives_the_local_fit(local_cluster, tmp_path):
+    """cvj calibrate's simulations on the cluster the studies use: every simulation is a
+    pure function of (parameters, replication), so the fit, its intervals and its
+    goodness of fit are the ones a local run gives, value for value."""
+    import numpy as np
+
+    from benchmarks.calibration import make_case, small_shop
+    from cvj.calibrate import calibrate, load_calibration
+
+    ctr = "channels.paid_social.ctr"
+    f = make_case(tmp_path / "c", small_shop(20_000, 42), {ctr: 0.02}, ["clicks.paid_social", "sessions"],
+                  {ctr: (0.005, 0.03)}, replication=10_001, bootstrap=20, max_simulations=50)
+    cal = load_calibration(f)
+    here = calibrate(cal, workers=1)
+    there = calibrate(cal, scheduler=local_cluster.scheduler_address)
+    assert there.simulations == here.simulations > 0
+    for name in ("estimate", "interval", "draws", "fitted", "boot_deviance", "slices"):
+        np.testing.assert_array_equal(getattr(there, name), getattr(here, name), err_msg=name)
+    assert there.deviance == here.deviance and there.p_value == here.p_value
+
+
+def test_calibrate_dask_options_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cvj.cli import main
+
+    cal = ROOT / "scenarios" / "calibrate_handbag.toml"
+    for args, message in (
+        (["--workers", "2", "--dask-workers", "2"], "--workers and --dask-workers exclude each other"),
+        (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "--workers and --scheduler exclude each other"),
+        (["--retries", "3"], "--retries applies to Dask runs"),
+    ):
+        res = CliRunner().invoke(main, ["calibrate", str(cal), "--out", str(tmp_path / "o"), *args])
+        assert res.exit_code == 2, (args, res.output)
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and message in lines[0], (args, res.output)
+    assert not (tmp_path / "o").exists()

@@ -15,8 +15,8 @@ The method (docs/model.md, "Calibrating a scenario"):
 3. **Intervals.** Parametric bootstrap: ``bootstrap`` data sets are simulated at the
    estimate with streams ``seed + 1 ..`` (never the fit's), each is refitted by one
    Fisher-scoring (IRLS) step from the estimate with the Jacobian there (central
-   differences, ``2p`` simulations), and the 5% and 95%
-   quantiles of the refits are the 90% interval. The fit's own stream is noise too (a
+   differences of 25% of each range, ``2p`` simulations), and the estimate +- 1.645
+   standard deviations of the refits is the 90% interval. The fit's own stream is noise too (a
    sample of ``f`` of the market has ``1/f`` times its variance in market units), so the
    simulated deviations are scaled by ``sqrt(1 + f)``: the refits spread as the estimate
    would over new data *and* a new stream.
@@ -24,7 +24,8 @@ The method (docs/model.md, "Calibrating a scenario"):
    (data from the fitted scenario itself), as the tail of a scaled chi-square matched to
    them; ``p < 0.001`` means the scenario cannot reproduce the data. Per parameter: a flat profile (moving it to
    either bound changes the deviance by less than ``2.71`` x the dispersion), an
-   interval spanning the bounds, a strong correlation (``|r| > 0.9``) with another.
+   interval spanning the bounds or running into one, a strong correlation (``|r| > 0.9``)
+   with another.
 """
 
 from __future__ import annotations
@@ -44,13 +45,19 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import ScenarioWarning
-from ..errors import OutputError
+from ..errors import ArgumentError, ClusterError, OutputError
 from .metrics import by_period, daily_metrics
 from .spec import Calibration
 
 #: finite-difference step, as a share of each parameter's range: large enough that the
 #: difference of two common-random-number runs is the slope, not a few customers' flips
 STEP = 0.1
+#: the slope the intervals rest on: central differences of this share of each range on
+#: either side. A difference of two common-random-number runs carries the noise of the
+#: customers whose paths it changed, which stops growing once those paths part, while
+#: the signal grows with the step; at 0.1 that noise made the interval of one data set
+#: vary 2-fold with the fit's stream (benchmarks.calibration, docs/model.md)
+INTERVAL_STEP = 0.25
 #: the interval's level (two-sided, percentile bootstrap)
 LEVEL = 0.90
 #: |correlation| of two parameters' refits above which they are reported
@@ -161,11 +168,11 @@ class Journal:
 
 
 class Evaluator:
-    """Runs simulations (in parallel local processes, or here), remembers them in the
-    journal, counts them."""
+    """Runs simulations (in parallel local processes, on an executor such as a Dask
+    cluster's, or here), remembers them in the journal, counts them."""
 
     def __init__(self, cal: Calibration, journal: Journal, workers: int | None, threads: int | None,
-                 progress: Progress | None, budget: int):
+                 progress: Progress | None, budget: int, executor=None):
         self.cal = cal
         self.journal = journal
         self.payload = json.dumps(cal.scenario.model_dump(mode="json"), separators=(",", ":"))
@@ -180,6 +187,8 @@ class Evaluator:
         self.workers = workers or cores
         self.threads = threads or max(1, cores // self.workers)
         self.pool: cf.ProcessPoolExecutor | None = None
+        #: ``submit(fn, *args)`` returning futures (cvj.study.dask.DaskExecutor), or None
+        self.executor = executor
 
     def overrides(self, values: np.ndarray) -> dict:
         out = {}
@@ -205,17 +214,19 @@ class Evaluator:
             todo.setdefault(k, (v, r))
         if todo:
             t0 = time.perf_counter()
-            if self.workers == 1 or (len(todo) == 1 and self.pool is None):
+            if self.executor is None and (self.workers == 1 or (len(todo) == 1 and self.pool is None)):
                 # one simulation (or one worker): here, on every core
                 for k, (v, r) in todo.items():
                     self._done(k, simulate_metrics(self.payload, self.overrides(v), r, self.metrics, self.cal.period))
             else:
-                pool = self._pool()
+                from ..study.runner import _completed
+
+                pool = self.executor if self.executor is not None else self._pool()
                 futs = {
                     pool.submit(simulate_metrics, self.payload, self.overrides(v), r, self.metrics, self.cal.period): k
                     for k, (v, r) in todo.items()
                 }
-                for fut in cf.as_completed(futs):
+                for fut in _completed(futs):
                     self._done(futs[fut], fut.result())
             self.seconds += time.perf_counter() - t0
         found = self._earlier.intersection(keys)
@@ -320,6 +331,9 @@ def calibrate(
     *,
     workers: int | None = None,
     threads: int | None = None,
+    scheduler: str | None = None,
+    dask_workers: int | None = None,
+    retries: int | None = None,
     journal: str | os.PathLike | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
@@ -334,6 +348,13 @@ def calibrate(
         Local worker processes (default: one per core); 1 runs here.
     threads : int, optional
         Kernel threads per worker (default: cores / workers).
+    scheduler : str, optional
+        Run the simulations on the Dask cluster of this scheduler (``tcp://HOST:PORT``),
+        as :func:`cvj.study.compare` does; exclusive with ``workers`` and ``dask_workers``.
+    dask_workers : int, optional
+        Run them on a local Dask cluster of this many worker processes.
+    retries : int, optional
+        Dask: how many times a simulation that raised is run again.
     journal : path, optional
         A file that keeps every simulation as it comes back; calling again with the
         same journal and calibration reuses them (an interrupted run continues).
@@ -345,8 +366,32 @@ def calibrate(
     Returns
     -------
     CalibrationResult
+
+    The result does not depend on where the simulations ran: each is a pure function
+    of the parameters and its replication.
     """
+    where = {"workers": workers, "scheduler": scheduler, "dask_workers": dask_workers}
+    given = [n for n, v in where.items() if v]
+    if len(given) > 1:
+        raise ArgumentError(f"{' and '.join(given)} exclude each other: local processes, a Dask cluster or a local "
+                            "Dask cluster", given[1], where[given[1]])
+    if retries is not None and scheduler is None and dask_workers is None:
+        raise ArgumentError("applies to Dask runs (scheduler or dask_workers)", "retries", retries)
+    if scheduler is None and dask_workers is None:
+        return _calibrate(cal, workers, threads, None, journal, progress, log)
+    from ..study.runner import _dask_cluster
+
+    with _dask_cluster(scheduler, dask_workers, threads, retries, log) as ex:
+        try:
+            return _calibrate(cal, None, threads, ex, journal, progress, log)
+        except cf.CancelledError:
+            raise ClusterError("lost the Dask cluster (the scheduler cancelled the simulations or went away); the "
+                               "simulations done are kept in the journal: run again to continue") from None
+
+
+def _calibrate(cal, workers, threads, executor, journal, progress, log) -> CalibrationResult:
     from scipy.optimize import least_squares
+    from scipy.special import ndtri
 
     t_start = time.perf_counter()
     pars = cal.parameters
@@ -367,7 +412,7 @@ def calibrate(
         return deviance_terms(yy, mm, cal.loss, cal.dispersion, floor)
 
     jr = Journal(Path(journal) if journal is not None else None, cal.sha256)
-    ev = Evaluator(cal, jr, workers, threads, progress, budget=cal.max_simulations)
+    ev = Evaluator(cal, jr, workers, threads, progress, budget=cal.max_simulations, executor=executor)
     seed = cal.seed
 
     def values(x):
@@ -426,7 +471,7 @@ def calibrate(
         pts, den = [], []
         for j in range(p):
             a, b = np.array(x, np.float64), np.array(x, np.float64)
-            a[j], b[j] = max(0.0, x[j] - STEP), min(1.0, x[j] + STEP)
+            a[j], b[j] = max(0.0, x[j] - INTERVAL_STEP), min(1.0, x[j] + INTERVAL_STEP)
             pts += [(values(a), seed), (values(b), seed)]
             den.append(b[j] - a[j])
         out = ev(pts)
@@ -502,7 +547,13 @@ def calibrate(
             boot_by[b] = np.bincount(metric_of, weights=dterms, minlength=M)
         draws = lo + np.clip(draws_x, 0.0, 1.0) * span
         q = (1 - LEVEL) / 2
-        interval = np.column_stack([np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0)])
+        # the refits are linear in the simulated deviations, so normal about the estimate:
+        # estimate +- z sd uses all B of them (the 5% and 95% quantiles of 40 draws rest on
+        # the 2nd and 39th alone), clipped to the bounds
+        z = float(ndtri(1 - q))
+        sd_x = draws_x.std(axis=0, ddof=1)
+        interval = np.column_stack([lo + np.clip(x_hat - z * sd_x, 0.0, 1.0) * span,
+                                    lo + np.clip(x_hat + z * sd_x, 0.0, 1.0) * span])
         band = np.zeros((2, *mu_hat.shape))
         band_m = np.quantile(ystar, [q, 1 - q], axis=0)
         band[:, mask] = band_m
@@ -591,10 +642,18 @@ def diagnose(res: CalibrationResult) -> list[ScenarioWarning]:
             ))
         a, b = res.interval[j]
         tol = 0.02 * (q.upper - q.lower)
-        if a <= q.lower + tol and b >= q.upper - tol:
+        at_lo, at_hi = a <= q.lower + tol, b >= q.upper - tol
+        if at_lo and at_hi:
             out.append(ScenarioWarning(
                 "interval-spans-bounds", q.path,
                 f"the 90% interval {a:g} .. {b:g} spans the bounds [{q.lower:g}, {q.upper:g}]: the data say nothing about it",
+            ))
+        elif at_lo or at_hi:
+            end = q.lower if at_lo else q.upper
+            out.append(ScenarioWarning(
+                "interval-at-bound", q.path,
+                f"the 90% interval {a:g} .. {b:g} runs into the bound {end:g}: the bound, not the data, ends it "
+                f"(if values beyond {end:g} are possible, widen the bounds; else read the interval as cut there)",
             ))
     p = len(names)
     for i in range(p):

@@ -225,6 +225,9 @@ def fit_chart_of(table: pa.Table, name: str):
         .properties(width=260, height=130)
         .facet(facet=alt.Facet("metric:N", title=None), columns=3)
         .resolve_scale(y="independent")
+        # every panel its own time axis: with a column's shared axis, the empty cell of a
+        # last row (5 metrics in rows of 3) showed an axis with no panel above it
+        .resolve_axis(x="independent")
         .properties(title=f"{name}: observed (dots), fitted (line), 90% of data simulated at the fit (band)")
     )
 

@@ -394,8 +394,9 @@ def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
 @click.option("--force", is_flag=True, help="Replace DIR if it is empty or the output of an earlier cvj compare.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--report", "make_report", is_flag=True, help="Also write an offline HTML report to DIR/report (needs --out).")
+@click.option("--quiet-warning", "quiet_warnings", multiple=True, metavar="NAME", help=_QUIET_HELP)
 def compare(study, out_dir, replications, workers, scheduler, dask_workers, threads, retries, targets, resume, force, quiet,
-            make_report):
+            make_report, quiet_warnings):
     """Run every variant x replication of STUDY with common random numbers and compare them.
 
     Runs go to local worker processes (--workers), a Dask cluster (--scheduler) or a
@@ -410,9 +411,10 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
 
     Scenario reference: docs/model.md in the cvj source; study files: README.md.
     """
+    from .checks import check_names, shown
     from .console import study_report
+    from .study import check_study, load_study
     from .study import compare as compare_study
-    from .study import load_study
 
     chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
     if len(chosen) > 1:
@@ -426,7 +428,9 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     if make_report and out_dir is None:
         _fail("--report needs --out (the report is written to DIR/report)")
 
+    quiet_names = check_names(quiet_warnings)
     st = load_study(study, replications=replications)
+    warned = shown(check_study(st), quiet_names)
     wanted = {(k or st.rank_by): v for k, v in _halfwidths(targets)}
     total = len(st.variants) * st.replications
     done = {"runs": 0}
@@ -468,6 +472,7 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     where = f"; tables in {res.out}" if res.out is not None else ""
     reused = f" ({res.reused} already in DIR, {res.computed} run now)" if res.reused else ""
     err.print(f"{total} runs{reused}, {cdays:,} customer-days in {wall:.1f} s{where}")
+    _print_warnings(warned)
     if make_report:
         _write_report(res.out, None, err)
 

@@ -115,3 +115,48 @@ def test_warning_text_is_printed_escaped(tmp_path):
     f.write_text((HERE / "audience-capped-by-market.toml").read_text())
     p = cvj_cli("validate", f)
     assert p.returncode == 0 and "\x1b" not in p.stdout + p.stderr and "\\x1b[31m" in p.stdout
+
+
+def test_compare_prints_the_variants_warnings_once_each(tmp_path):
+    """A warning every variant has is printed once as it is; one that only some have
+    names them (in their own script); --quiet-warning silences them; the library call
+    cvj.study.check_study gives the same list."""
+    from cvj.study import check_study, load_study
+    from tests.conftest import ROOT
+
+    study = tmp_path / "s.toml"
+    study.write_text(f"""
+format = 1
+name = "w"
+scenario = "{ROOT / 'scenarios' / 'default.toml'}"
+replications = 2
+days = 20
+sample = 2000
+baseline = "base"
+kpis = ["profit"]
+
+[variants.base]
+overrides = {{ "channels.retargeting.unit_cost" = 0.014 }}
+
+[variants."عرض_مجاني"]
+overrides = {{ "channels.retargeting.unit_cost" = 0.014, "channels.paid_social.unit_cost" = 0.01 }}
+""", encoding="utf-8")
+    got = [(w.name, w.path) for w in check_study(load_study(study))]
+    # a CPM of 0.01 buys more impressions than paid social's audience can take, so that
+    # variant's budget cannot bind either
+    assert got == [("suspicious-unit", "channels.retargeting.unit_cost"),
+                   ("suspicious-unit", "variant عرض_مجاني: channels.paid_social.unit_cost"),
+                   ("budget-not-binding", "variant عرض_مجاني: channels.paid_social.daily_budget")]
+    p = cvj_cli("compare", study, "-q", "--workers", 1, "--threads", 1)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("warning")]
+    assert lines[:2] == [
+        "warning [suspicious-unit] channels.retargeting.unit_cost: a CPM (the cost of 1,000 impressions) of 0.014 is "
+        "below 0.1: if 0.014 is the cost of one impression, the CPM is 14",
+        "warning [suspicious-unit] variant عرض_مجاني: channels.paid_social.unit_cost: a CPM (the cost of 1,000 "
+        "impressions) of 0.01 is below 0.1: if 0.01 is the cost of one impression, the CPM is 10",
+    ], p.stderr
+    assert lines[2].startswith("warning [budget-not-binding] variant عرض_مجاني: channels.paid_social.daily_budget: ")
+    assert len(lines) == 3
+    p = cvj_cli("compare", study, "-q", "--workers", 1, "--threads", 1, "--quiet-warning", "suspicious-unit")
+    assert p.returncode == 0 and [ln for ln in p.stderr.splitlines() if ln.startswith("warning")] == lines[2:], p.stderr

@@ -366,11 +366,35 @@ def study_of(
     )
 
 
+def check_study(study: Study) -> list:
+    """The warnings the study's variants show without running (as ``cvj validate``
+    gives for one scenario): a warning every variant has once, as it is; one only some
+    variants have with their names before its path (``variant social_heavy:
+    channels.search_ads``).
+
+    Returns
+    -------
+    list of cvj.checks.ScenarioWarning
+    """
+    from ..checks import ScenarioWarning, check_scenario
+
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for name, v in study.variants.items():
+        for w in check_scenario(v.scenario):
+            found.setdefault((w.name, w.path, w.message), []).append(name)
+    out = []
+    for (kind, path, message), names in found.items():
+        if len(names) < len(study.variants):
+            path = f"variant{'s' if len(names) > 1 else ''} {', '.join(names)}: {path}"
+        out.append(ScenarioWarning(kind, path, message))
+    return out
+
+
 def tasks_of(study: Study) -> list[tuple[str, int]]:
     """Every (variant, replication), replication-major so an early stop leaves pairs."""
     return [(v, r) for r in range(study.replications) for v in study.variant_names]
 
 
 __all__ = [
-    "FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "load_study", "study_from_json", "study_of", "tasks_of",
+    "FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "check_study", "load_study", "study_from_json", "study_of", "tasks_of",
 ]

@@ -396,5 +396,6 @@ def tasks_of(study: Study) -> list[tuple[str, int]]:
 
 
 __all__ = [
-    "FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "check_study", "load_study", "study_from_json", "study_of", "tasks_of",
+    "FORMAT", "Study", "StudySpec", "Variant", "VariantSpec", "check_study", "load_study", "study_from_json", "study_of",
+    "tasks_of",
 ]

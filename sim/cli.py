@@ -277,9 +277,10 @@ def run(scenario, out_dir, seed, customers, sample, days, replications, first, t
     cdays = len(reps) * sc.market.simulated * sc.market.days
     from .console import kpi_summary
 
+    page = _page()
     for item in kpi_summary(res.summary.to_pylist(), sc.currency):
-        out.print(item)
-    _print_funnel(res.tables["channels"], sc.currency)
+        page.print(item)
+    _print_funnel(page, res.tables["channels"], sc.currency)
     _print_warnings(res.shown_warnings)
     where = f"; tables in {target.target}" if target is not None else ""
     err.print(f"{cdays:,} customer-days in {wall:.2f} s ({cdays / wall / 1e6:,.0f}M/s){where}")
@@ -309,7 +310,13 @@ def _fmt(v, money=False, cur=""):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _print_funnel(channels, currency: str) -> None:
+def _page() -> _Console:
+    """Where tables go: the terminal, or for a file or a pipe a console 132 wide, so
+    that no cell is cut to "…" at 80 columns (a number cut is a wrong number)."""
+    return out if out.is_terminal else _Console(width=132)
+
+
+def _print_funnel(page: _Console, channels, currency: str) -> None:
     """The channel figures their dashboards show (per replication, on average): one
     table for bought media and sessions, one for email."""
     from .results import channel_funnel
@@ -333,7 +340,7 @@ def _print_funnel(channels, currency: str) -> None:
                 r["channel"], f"{r['spend']:,.0f}", num(r["impressions"]), _fmt(r["cpm"]), num(r["clicks"]),
                 pct(r["ctr"]), _fmt(r["cpc"]), num(r["sessions"]), num(r["moves"]),
             )
-        out.print(t)
+        page.print(t)
     if mail:
         t = Table(title=f"Channels: email (spend in {currency})", title_justify="left")
         for col in ("channel", "spend", "sends", "open", "click", "unsub", "sessions", "moves"):
@@ -343,7 +350,7 @@ def _print_funnel(channels, currency: str) -> None:
                 r["channel"], f"{r['spend']:,.0f}", num(r["sends"]), pct(r["open_rate"], 1),
                 pct(r["click_rate"]), pct(r["unsubscribe_rate"]), num(r["sessions"]), num(r["moves"]),
             )
-        out.print(t)
+        page.print(t)
     touched = [r for r in rows if r.get("first_touch_customers") is not None and r["channel"]]
     if touched:
         t = Table(title=f"Channels: customers by touch model (CAC in {currency})", title_justify="left")
@@ -354,8 +361,8 @@ def _print_funnel(channels, currency: str) -> None:
                 r["channel"], f"{r['spend']:,.0f}", num(r["moves"]), f"{r['first_touch_customers']:,.1f}".removesuffix(".0"),
                 _fmt(r["cac_first_touch"]), f"{r['last_touch_customers']:,.1f}".removesuffix(".0"), _fmt(r["cac_last_touch"]),
             )
-        out.print(t)
-        out.print(
+        page.print(t)
+        page.print(
             "first touch: customers (entry-offer buyers) the channel made aware; last touch: those whose purchase it "
             "caused. Neither is what the channel adds: cvj attribute measures that."
         )
@@ -465,7 +472,7 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
             err.print("interrupted: nothing was written")
         sys.exit(EXIT_INTERRUPTED)
     wall = time.perf_counter() - t0
-    page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
+    page = _page()
     for item in study_report(res):
         page.print(item)
     cdays = sum(v.scenario.market.simulated * v.scenario.market.days for v in st.variants.values()) * st.replications
@@ -567,7 +574,7 @@ def attribute(scenario, replications, step, out_dir, touch_paths, sets, workers,
     where = ""
     if out_dir is not None:
         where = f"; tables in {res.write(out_dir, force=force, quiet=quiet_names)}"
-    page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
+    page = _page()
     for item in attribution_report(res):
         page.print(item)
     _print_warnings(shown(res.warnings, quiet_names))
@@ -725,7 +732,7 @@ def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers,
         t.add_column(col, justify="left" if col == "parameter" else "right")
     for q, v, (a, b) in zip(cal.parameters, res.estimate, res.interval):
         t.add_row(q.path, f"{v:.4g}", f"{a:.4g} .. {b:.4g}", f"{q.lower:g} .. {q.upper:g}")
-    page = out if out.is_terminal else _Console(width=132)  # a file gets whole rows
+    page = _page()
     page.print(t)
     n = res.n_observations
     page.print(

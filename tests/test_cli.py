@@ -46,6 +46,9 @@ def test_run_writes_tables_and_prints_kpis(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "KPIs: handbag-shop" in p.stdout and "payback_day" in p.stdout
     assert "customer-days in" in p.stderr
+    # stdout is a pipe here: the tables are as wide as they need, no cell is cut to "…"
+    # (at rich's 80 columns, paid social's 2,100,000 impressions printed as "2,100…")
+    assert "…" not in p.stdout and "| paid_social " in p.stdout.replace("│", "|"), p.stdout
     for name in ("daily_stages", "transitions", "finance", "summary"):
         assert pq.read_table(out / name).num_rows > 0
     assert not (out / "customers").exists()

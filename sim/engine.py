@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ResourceError
+from .interrupts import held
 from .model import MAX_DWELL, PRICING_CODE, Compiled, channel_reach, day_tables
 from .network import WordOfMouth, compile_network
 from .stages import CAUSE_REFERRAL, LAPSED, N_STAGES, PROMOTER
@@ -132,6 +133,12 @@ class Engine:
     """
 
     def __init__(self, compiled: Compiled, replication: int = 0, track_customers: bool = False):
+        # the kernels compile on their first call: an interrupt waits for the set-up's
+        # end rather than land inside Numba's compiler (cvj.interrupts)
+        with held():
+            self._setup(compiled, replication, track_customers)
+
+    def _setup(self, compiled: Compiled, replication: int, track_customers: bool) -> None:
         from . import kernels  # numba loads on first use, so validating a scenario starts fast
 
         self._k = kernels
@@ -266,7 +273,13 @@ class Engine:
         return self.cm.budget[d].copy()
 
     def step(self, budgets: np.ndarray | None = None) -> None:
-        """Advance one day. ``budgets`` (per channel) replaces the scenario's plan."""
+        """Advance one day. ``budgets`` (per channel) replaces the scenario's plan.
+        Ctrl-C or SIGTERM during the day (and the first day's compilation) takes effect
+        when the day is over (cvj.interrupts)."""
+        with held():
+            self._step(budgets)
+
+    def _step(self, budgets: np.ndarray | None) -> None:
         if self.done:
             raise RuntimeError(f"the run is over: all {self.cm.days} days were simulated")
         cm = self.cm

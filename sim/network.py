@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .columns import names_column as _dict
+from .interrupts import held
 from .model import Compiled, segment_sizes
 from .stages import CONVERTED, N_STAGES, STAGE_ID
 
@@ -175,7 +176,8 @@ def chains(log: dict[str, np.ndarray], orders_end: np.ndarray) -> dict[str, np.n
 
     people, tid = np.unique(tgt, return_inverse=True)
     sid = np.minimum(np.searchsorted(people, src), people.size - 1)
-    gen, root = kn.generations(tid.astype(np.int64), sid.astype(np.int64), people[sid] == src, src)
+    with held():  # compiles on first use (cvj.interrupts)
+        gen, root = kn.generations(tid.astype(np.int64), sid.astype(np.int64), people[sid] == src, src)
     _, first, inv = np.unique(root, return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")
     nxt, last = _next_orders(log, orders_end)

@@ -102,9 +102,9 @@ def test_a_killed_run_leaves_nothing_at_dir(tmp_path, sig):
     assert list(tmp_path.glob(".cvj-tmp-*")), "the run never started"
     time.sleep(1.0)
     proc.send_signal(sig)
-    # a guard, not a speed check: with a cold numba cache on a loaded machine the signal
-    # can land while the kernels compile, and the run stops only after that (one run
-    # under 4 busy processes took more than 60 s here)
+    # a guard, not a speed check: with a cold numba cache the signal can land while the
+    # kernels compile, and the run stops once they have (cvj.interrupts; a signal that
+    # landed inside the compiler was once lost, and the run went on past this guard)
     _, stderr = proc.communicate(timeout=300)
     assert not out.exists()
     if sig == signal.SIGKILL:

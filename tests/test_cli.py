@@ -85,6 +85,10 @@ def test_error_paths(tmp_path):
     assert list(existing.iterdir()) == []
 
 
+def _sigint_default():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_killed_run_leaves_nothing_at_dir(tmp_path, sig):
@@ -94,6 +98,10 @@ def test_a_killed_run_leaves_nothing_at_dir(tmp_path, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default action in the child, as in a terminal: tests started in the
+        # background by a script (``pytest &`` without job control) inherit SIGINT
+        # ignored, and so would cvj, which then rightly went on running
+        preexec_fn=_sigint_default,
     )
     # wait until the run has started writing into its temporary directory
     deadline = time.monotonic() + 60

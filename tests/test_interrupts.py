@@ -16,6 +16,16 @@ from cvj.interrupts import held
 from cvj.model import compile_scenario
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """Python's own Ctrl-C handler for the test, whatever this process inherited: a
+    process started in the background by a shell without job control (``cmd &`` in a
+    script) starts with SIGINT ignored, and Python then installs no handler."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_inside_the_block_is_raised_when_it_ends():
     before = signal.getsignal(signal.SIGINT)
     reached = []

@@ -369,16 +369,27 @@ def new_container(target: Path, role: str) -> Path:
     return container
 
 
-def park(target: Path) -> Path:
+def park(target: Path, kind: str) -> Path:
     """Move ``target`` (being replaced) into a marked ``.cvj-old-*`` directory and return
     that directory (for :func:`shutil.rmtree`). Once parked, a kill cannot leave it for
-    good: the next cvj to write beside it removes it (:func:`sweep`)."""
+    good: the next cvj to write beside it removes it (:func:`sweep`).
+
+    The parked copy is checked again (:func:`check_replaceable`): a file put into
+    ``target`` between the caller's check and the move would otherwise be deleted with
+    it. If the check fails, ``target`` is moved back and :class:`OutputError` raised."""
     container = new_container(target, "old")
     try:
         os.rename(target, container / "d")
     except OSError as exc:
         shutil.rmtree(container, ignore_errors=True)
         raise OutputError(f"cannot replace {show(target)}: {exc.strerror or exc}") from None
+    try:
+        check_replaceable(container / "d", kind)
+    except OutputError:
+        os.rename(container / "d", target)
+        shutil.rmtree(container, ignore_errors=True)
+        check_replaceable(target, kind)  # raises, naming target rather than the parked copy
+        raise
     return container
 
 
@@ -508,7 +519,7 @@ class AtomicDir:
                 if self.target.is_symlink() or not self.target.is_dir():
                     raise OutputError(f"{show(self.target)} appeared while running and is not a directory")
                 check_replaceable(self.target, self.kind)  # it may have changed while we ran
-                old = park(self.target)
+                old = park(self.target, self.kind)
             os.rename(self.path, self.target)
             self.committed = True
         finally:

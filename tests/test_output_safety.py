@@ -253,7 +253,7 @@ def test_what_killed_writers_leave_beside_dir_is_swept_and_nothing_else(tmp_path
         "from cvj.output import AtomicDir, park\n"
         "d = AtomicDir('out', force=True)\n"
         "(d.path / 'half.parquet').write_text('x')\n"
-        "park(d.target)\n"
+        "park(d.target, 'run')\n"
         "e = AtomicDir('other')",
         tmp_path,
     )
@@ -317,3 +317,19 @@ def test_only_regular_document_files_of_bounded_size_are_read(kind, tmp_path):
         p = subprocess.run([sys.executable, "-m", "cvj", *map(str, command)], capture_output=True, text=True, timeout=120)
         assert p.returncode == 2, p.stderr
         assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1 and fragment in p.stderr, p.stderr
+
+
+def test_a_file_put_into_dir_after_the_check_is_not_deleted_with_it(tmp_path):
+    """--force checks DIR, then moves it aside (cvj.output.park) and deletes it. A file
+    that arrived after the check is found in the parked copy: DIR is moved back whole
+    and the replacement refused."""
+    from cvj.errors import OutputError
+    from cvj.output import park
+
+    out = tmp_path / "out"
+    assert invoke(*run_args(out)).exit_code == 0
+    (out / "notes.txt").write_text("mine")  # after the caller's check, before the move
+    with pytest.raises(OutputError, match=r"notes\.txt"):
+        park(out, "run")
+    assert (out / "notes.txt").read_text() == "mine" and (out / "_cvj.json").exists()
+    assert not list(tmp_path.glob(".cvj-old-*"))

@@ -210,7 +210,7 @@ class StudyDir:
         It is parked beside ``DIR`` first (:func:`cvj.output.park`), so a kill while it
         is being deleted leaves a marked directory that the next cvj removes."""
         check_replaceable(self.root, "study")
-        shutil.rmtree(park(self.root), ignore_errors=True)
+        shutil.rmtree(park(self.root, "study"), ignore_errors=True)
 
     def _sweep(self) -> None:
         """Temporary files of a run that was killed while writing."""

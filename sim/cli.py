@@ -368,6 +368,16 @@ def _print_funnel(page: _Console, channels, currency: str) -> None:
         )
 
 
+def _check_where(workers, scheduler, dask_workers, retries) -> None:
+    """Where the runs of compare and calibrate go: one of local processes, a Dask
+    cluster or a local Dask cluster; --retries only with Dask."""
+    chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
+    if len(chosen) > 1:
+        _fail(f"{' and '.join(chosen)} exclude each other: local processes, a Dask cluster, or a local Dask cluster")
+    if retries is not None and scheduler is None and dask_workers is None:
+        _fail("--retries applies to Dask runs (--scheduler or --dask-workers)")
+
+
 def _halfwidths(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
     out = []
     for v in values:
@@ -423,11 +433,7 @@ def compare(study, out_dir, replications, workers, scheduler, dask_workers, thre
     from .study import check_study, load_study
     from .study import compare as compare_study
 
-    chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
-    if len(chosen) > 1:
-        _fail(f"{' and '.join(chosen)} exclude each other: local processes, a Dask cluster, or a local Dask cluster")
-    if retries is not None and scheduler is None and dask_workers is None:
-        _fail("--retries applies to Dask runs (--scheduler or --dask-workers)")
+    _check_where(workers, scheduler, dask_workers, retries)
     if resume and out_dir is None:
         _fail("--resume needs --out (the directory of the study to finish)")
     if resume and force:
@@ -701,11 +707,7 @@ def calibrate(calibration, out_dir, sample, max_simulations, bootstrap, workers,
     from .calibrate.output import write_result
     from .console import warning_lines
 
-    chosen = [name for name, v in (("--workers", workers), ("--scheduler", scheduler), ("--dask-workers", dask_workers)) if v]
-    if len(chosen) > 1:
-        _fail(f"{' and '.join(chosen)} exclude each other: local processes, a Dask cluster, or a local Dask cluster")
-    if retries is not None and scheduler is None and dask_workers is None:
-        _fail("--retries applies to Dask runs (--scheduler or --dask-workers)")
+    _check_where(workers, scheduler, dask_workers, retries)
     cal = load_calibration(calibration, sample=sample, max_simulations=max_simulations, bootstrap=bootstrap)
     target = AtomicDir(out_dir, force=force, kind="calibration")  # fail early, before simulating
     journal = target.target.with_name(f".{target.target.name}.cvj-calibrate.jsonl")

@@ -1,6 +1,6 @@
 """The day kernel: advance every customer one simulated day.
 
-Only ``@njit`` functions over arrays live here. Per-customer state (15 bytes):
+Only ``@njit`` functions over arrays live here. Per-customer state (15 bytes and a bit):
 
 - ``stage``      uint8   0..9 (unaware .. promoter, lapsed)
 - ``row``        uint16  the customer's row of the day tables:
@@ -15,6 +15,8 @@ Only ``@njit`` functions over arrays live here. Per-customer state (15 bytes):
 - ``acquired``   uint8   cause that moved the customer unaware -> aware (255: none)
 - ``converted``  uint8   cause that moved the customer subscribed -> converted (255: none)
 - ``revenue``    float32 money the customer has paid
+- ``active``     1 bit   past ``unaware`` (uint64 words, bit ``i % 64`` of word ``i // 64``):
+                         the day looks at these one by one, and thins the others
 
 and, only when a customers table is asked for, ``reached`` (uint16, 9 per customer):
 the first day each stage aware..promoter was reached and the last day of lapsing
@@ -28,6 +30,12 @@ the last activity in the customer's (stage, order class) slot,
     "something happens" <=> draw < thr[row, col]
 
 so "nothing happens today" is three loads, two table lookups, one draw and one compare.
+
+The unaware are *thinned* (see ``thin_k`` of :func:`advance_day`): an unaware
+customer's uniform takes its top bits from a few draws per block of 64 customers, so a
+day with small chances for the unaware finds, from ``k`` draws per block, the one
+customer in ``2**k`` that can have an event, and reads only their state. Most
+customer-days of a shop are spent unaware.
 
 The day runs in two passes over blocks of ``BLOCK`` = 64 customers: the first only
 reads (the column, the draw, the compare) and sets one bit per customer with an event
@@ -53,7 +61,7 @@ import numpy as np
 from numba import get_thread_id, prange
 
 from .jit import PARALLEL, SERIAL, njit
-from .rng import CHOICE, EVENT, INIT_BAND, INIT_LEVEL, INIT_PHASE, INIT_STAGE, day_key, draw_at, to_unit
+from .rng import CANDIDATE, CHOICE, EVENT, INIT_BAND, INIT_LEVEL, INIT_PHASE, INIT_STAGE, day_key, draw_at, to_unit
 
 CHUNK = 1 << 15
 LEVEL_BITS = 4
@@ -77,6 +85,14 @@ _DWELL_BITS = np.uint64(DWELL_BITS)
 _MAX_DWELL = np.uint64(MAX_DWELL)
 # the index of a mask's lowest set bit: de Bruijn multiplication (Leiserson, Prokop and
 # Randall 1998), exact for every single-bit uint64
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_S3 = np.uint64(3)
+_S24 = np.uint64(24)
+_S40 = np.uint64(40)
+#: the deepest thinning of the unaware (see :func:`advance_day`, ``thin_k``)
+THIN_MAX = 8
+#: a block with more customers to visit than this is scanned whole (branch-free)
+SPARSE = 16
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _CTZ = np.zeros(64, np.int64)
 for _j in range(64):
@@ -97,7 +113,7 @@ def n_chunks(n_customers):
 @njit(**PARALLEL)
 def init_customers(
     stage, row, sx, orders, clock, last_order, acquired, converted, revenue, reached, track,
-    key, seg_end, stage_cum, band_cum, permitted, start_orders, width, sx_of, phase,
+    key, seg_end, stage_cum, band_cum, permitted, start_orders, width, sx_of, phase, active, thin,
 ):
     """Initial state. Segments are contiguous blocks ending at ``seg_end``; the starting
     stage, the responsiveness level and the age band (``band_cum[segment]``, cumulative
@@ -106,7 +122,11 @@ def init_customers(
     orders a customer starting there has made (a buyer of the entry offer 1, of the core
     offer too 2; no day of the last order is known); ``sx_of[stage, orders]`` is the
     column-table slot. ``phase[stage]`` > 0 spreads the starting customers' clocks over
-    the ``phase`` days before day 0 (subscribers part-way through a billing period)."""
+    the ``phase`` days before day 0 (subscribers part-way through a billing period).
+
+    ``active`` (uint64[ceil(n / 64)], out): bit ``i % 64`` of word ``i // 64`` is set
+    for a customer past ``unaware`` when ``thin`` (the day kernel thins the unaware,
+    see :func:`advance_day`), for every customer otherwise."""
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
     n_bands = band_cum.shape[1]
@@ -152,6 +172,14 @@ def init_customers(
                     reached[i, reached.shape[1] - 1] = 0
                 elif s > 0:
                     reached[i, s - 1] = 0
+        # the chunk's words of the active bitmap (CHUNK is a multiple of 64: no word is
+        # shared between chunks)
+        for wd in range(lo >> 6, ((hi - 1) >> 6) + 1):
+            m = _ZERO
+            for i in range(wd << 6, min(hi, (wd + 1) << 6)):
+                if stage[i] != _UNAWARE or not thin:
+                    m |= _ONE << np.uint64(i & 63)
+            active[wd] = m
 
 
 @njit(**PARALLEL)
@@ -191,6 +219,8 @@ def advance_day(
     cells,
     gaps,
     subs,
+    active,
+    thin_k,
 ):
     """Advance every customer by one day ``day`` (1-based).
 
@@ -255,6 +285,21 @@ def advance_day(
         (column ``causes``: customers past ``unaware`` at the start); column
         ``causes + 1``: trials that ended without a payment, ``causes + 2``: trials
         that ended with one (these are among the first payments).
+    active : uint64[ceil(n / 64)]
+        (in/out) bit ``i % 64`` of word ``i // 64``: customer ``i`` is visited one by
+        one; a customer without its bit is ``unaware`` and is thinned (below). The day
+        sets the bit of every customer it moves past ``unaware``.
+    thin_k : int
+        0 .. :data:`THIN_MAX`: how deep the day thins the unaware. An unaware customer
+        (no ``active`` bit) has an event when its 32-bit *unaware uniform* is below
+        ``thr[row, col]`` (probability ``thr / 2**32``, as for everyone): its top 8
+        bits are bit ``i % 64`` of 8 ``CANDIDATE`` draws for its block of 64 customers
+        (the first draw's is the top bit), its low 24 the top 24 bits of its ``EVENT``
+        draw. Where every unaware row's ``thr`` is at most ``2**(32 - thin_k)``, only
+        a customer whose first ``thin_k`` bits are 0 (a *candidate*, probability
+        ``2**-thin_k``) can have an event, and the day looks at the candidates only.
+        The outcome does not depend on ``thin_k``; the caller picks the largest valid
+        one. The rule is monotone in ``thr`` for fixed draws (common random numbers).
     """
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
@@ -265,6 +310,7 @@ def advance_day(
     count = cells.shape[1] > 0
     k_event = day_key(key, day, EVENT)
     k_choice = day_key(key, day, CHOICE)
+    k_cand = day_key(key, day, CANDIDATE)
     uday = np.uint64(day)
     flows[...] = 0
     buys[...] = 0
@@ -288,17 +334,33 @@ def advance_day(
             e = min(hi, b + BLOCK)
             # First pass over the block: which customers have an event today, and which
             # change their column tomorrow without one (bit masks, bit j: customer b + j)
-            if flat:
-                m_ev = _scan_flat(b, e, k_event, sx, row, colf, thr)
-                m_ch = _ZERO
-            elif count:
-                m_ev, m_ch = _scan_moves(b, e, uday, k_event, clock, sx, row, colf, thr)
-            else:
-                m_ev = _scan(b, e, uday, k_event, clock, sx, row, colf, thr)
-                m_ch = _ZERO
             shift = np.uint64(BLOCK - (e - b))
-            m_ev >>= shift
-            m_ch >>= shift
+            valid = _ALL >> shift
+            a = active[b >> 6] & valid
+            m_ev = _ZERO
+            m_ch = _ZERO
+            if a != _ZERO:
+                if a == valid or _popcount(a) > SPARSE:
+                    # many to visit: the branch-free scan of the whole block, masked
+                    if flat:
+                        m_ev = _scan_flat(b, e, k_event, sx, row, colf, thr)
+                    elif count:
+                        m_ev, m_ch = _scan_moves(b, e, uday, k_event, clock, sx, row, colf, thr)
+                    else:
+                        m_ev = _scan(b, e, uday, k_event, clock, sx, row, colf, thr)
+                    m_ev = (m_ev >> shift) & a
+                    m_ch = (m_ch >> shift) & a
+                else:
+                    m_ev, m_ch = _scan_sparse(b, a, uday, k_event, clock, sx, row, colf, thr, count and not flat)
+            cand = ~a & valid
+            if cand != _ZERO:
+                # the unaware: the candidates (the first thin_k bits of their uniform are
+                # 0), then their uniform in full (see ``thin_k``)
+                wk = np.uint64(b >> 6) << _S3
+                for t in range(thin_k):
+                    cand &= ~draw_at(k_cand, wk + np.uint64(t))
+                if cand != _ZERO:
+                    m_ev |= _scan_thinned(b, cand, wk, k_cand, uday, k_event, clock, sx, row, colf, thr)
             m = m_ev | m_ch
             # Second pass: only the customers flagged, in order
             while m != _ZERO:
@@ -318,6 +380,8 @@ def advance_day(
                         cut_lapse, cut_unsub, cause_cum, buy_cum, price, memo, start_offer, first_pay_at,
                         ref_block, flows, buys, first_touch, gaps, subs, n_causes, n_offers, maxg, n_oc,
                     )
+                    if stage[i] != _UNAWARE:
+                        active[b >> 6] |= low
                 if count:
                     # the change to tomorrow's audience counts: out of today's cell, into
                     # tomorrow's (which an event may have moved)
@@ -342,6 +406,67 @@ def _scan(b, e, uday, k_event, clock, sx, row, colf, thr):
         col = np.uint64(colf[(np.uint64(sx[i]) << _DWELL_BITS) + min(raw, _MAX_DWELL)])
         hit = (draw_at(k_event, i) >> _S32) < thr[np.uint64(row[i]), col]
         m = (m >> _ONE) | (np.uint64(hit) << _S63)
+    return m
+
+
+@njit(**SERIAL)
+def _popcount(x):
+    """Number of set bits of a uint64 (SWAR)."""
+    x = x - ((x >> _ONE) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@njit(**SERIAL)
+def _scan_sparse(b, a, uday, k_event, clock, sx, row, colf, thr, moves):
+    """:func:`_scan_moves` for only the customers ``b + j`` with bit ``j`` of ``a``
+    set (no shift: bit j is customer b + j)."""
+    m = _ZERO
+    c = _ZERO
+    while a != _ZERO:
+        low = a & (_ZERO - a)
+        a ^= low
+        i = np.uint64(b) + np.uint64(_CTZ[(low * _DEBRUIJN) >> _S58])
+        raw = (uday - np.uint64(clock[i])) & _MASK16
+        base = np.uint64(sx[i]) << _DWELL_BITS
+        col = np.uint64(colf[base + min(raw, _MAX_DWELL)])
+        if (draw_at(k_event, i) >> _S32) < thr[np.uint64(row[i]), col]:
+            m |= low
+        if moves and np.uint64(colf[base + min((raw + _ONE) & _MASK16, _MAX_DWELL)]) != col:
+            c |= low
+    return m, c
+
+
+@njit(**SERIAL)
+def _scan_thinned(b, cand, wk, k_cand, uday, k_event, clock, sx, row, colf, thr):
+    """The candidates ``b + j`` (bit ``j`` of ``cand``) that have an event: their
+    unaware uniform below ``thr`` (see ``thin_k`` of :func:`advance_day`)."""
+    m = _ZERO
+    w0 = draw_at(k_cand, wk)
+    w1 = draw_at(k_cand, wk + np.uint64(1))
+    w2 = draw_at(k_cand, wk + np.uint64(2))
+    w3 = draw_at(k_cand, wk + np.uint64(3))
+    w4 = draw_at(k_cand, wk + np.uint64(4))
+    w5 = draw_at(k_cand, wk + np.uint64(5))
+    w6 = draw_at(k_cand, wk + np.uint64(6))
+    w7 = draw_at(k_cand, wk + np.uint64(7))
+    while cand != _ZERO:
+        low = cand & (_ZERO - cand)
+        cand ^= low
+        j = np.uint64(_CTZ[(low * _DEBRUIJN) >> _S58])
+        i = np.uint64(b) + j
+        top = (
+            (((w0 >> j) & _ONE) << np.uint64(7)) | (((w1 >> j) & _ONE) << np.uint64(6))
+            | (((w2 >> j) & _ONE) << np.uint64(5)) | (((w3 >> j) & _ONE) << np.uint64(4))
+            | (((w4 >> j) & _ONE) << _S3) | (((w5 >> j) & _ONE) << np.uint64(2))
+            | (((w6 >> j) & _ONE) << _ONE) | ((w7 >> j) & _ONE)
+        )
+        u = (top << _S24) | (draw_at(k_event, i) >> _S40)
+        raw = (uday - np.uint64(clock[i])) & _MASK16
+        col = np.uint64(colf[(np.uint64(sx[i]) << _DWELL_BITS) + min(raw, _MAX_DWELL)])
+        if u < thr[np.uint64(row[i]), col]:
+            m |= low
     return m
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from numba import prange
 
 from .jit import PARALLEL, SERIAL, njit
-from .journey import CHUNK, DWELL_BITS, MAX_DWELL, N_LEVELS, NEVER
+from .journey import _CTZ, _DEBRUIJN, _S58, CHUNK, DWELL_BITS, MAX_DWELL, N_LEVELS, NEVER
 from .rng import GOLDEN, day_key, draw_at, mix64, to_unit
 
 #: purposes of the network's draws (kernels/rng.py lists the day kernel's; these differ)
@@ -46,6 +46,9 @@ BAND_TRIES = 256
 _UNAWARE, _AWARE, _LAPSED = 0, 1, 9
 _REFERRAL = 1
 _S32 = np.uint64(32)
+_ZERO = np.uint64(0)
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _S11 = np.uint64(11)
 
 
@@ -110,7 +113,8 @@ def contacts_of(key, customers, deg, row, width, seg_lo, seg_n, seg_cum, cluster
 
 @njit(**PARALLEL)
 def refer(
-    stage, row, key, day, chance, deg, width, seg_lo, seg_n, seg_cum, clustering, age_h, target, source, found
+    stage, row, key, day, chance, deg, width, seg_lo, seg_n, seg_cum, clustering, age_h, target, source, found,
+    active,
 ):
     """Referral events of day ``day`` from the state at the start of the day.
 
@@ -124,6 +128,9 @@ def refer(
         (out) events of each chunk; more than ``cap`` means the buffers were too small
         (the caller enlarges them and runs the day again: the events are a pure
         function of the state and the key).
+    active : uint64[ceil(n / 64)]
+        The day kernel's bitmap (every customer past ``unaware`` has its bit); where
+        the unaware do not refer, only the customers with a bit are looked at.
     """
     n = stage.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
@@ -136,25 +143,42 @@ def refer(
         lo = ci * CHUNK
         hi = min(n, lo + CHUNK)
         if deg > 0:
-            for i in range(lo, hi):
-                c = chance[stage[i]]
-                if c == 0:
-                    continue
-                if (draw_at(k_refer, i) >> _S32) < c:
-                    k = _uniform_index(draw_at(k_pick, i), deg)
-                    j = contact(gkey, i, k, deg, row, width, seg_lo, seg_n, seg_cum, clustering, age_h)
-                    if j != i and (stage[j] == _UNAWARE or stage[j] == _LAPSED):
-                        if m < cap:
-                            target[ci, m] = j
-                            source[ci, m] = i
-                        m += 1
+            for wd in range(lo >> 6, ((hi - 1) >> 6) + 1):
+                a = active[wd] if chance[_UNAWARE] == 0 else _ALL
+                while a != _ZERO:  # the customers with a bit, in order
+                    low = a & (_ZERO - a)
+                    a ^= low
+                    i = (wd << 6) + _CTZ[(low * _DEBRUIJN) >> _S58]
+                    if i >= hi:
+                        break
+                    m = _tell(i, stage, row, chance, k_refer, k_pick, gkey, deg, width, seg_lo, seg_n, seg_cum,
+                              clustering, age_h, target, source, ci, cap, m)
         found[ci] = m
+
+
+@njit(**SERIAL)
+def _tell(i, stage, row, chance, k_refer, k_pick, gkey, deg, width, seg_lo, seg_n, seg_cum, clustering, age_h,
+          target, source, ci, cap, m):
+    """Customer ``i``'s referral of the day, if any, appended to chunk ``ci``'s buffers
+    at ``m``; returns the chunk's new count."""
+    c = chance[stage[i]]
+    if c == 0:
+        return m
+    if (draw_at(k_refer, i) >> _S32) < c:
+        k = _uniform_index(draw_at(k_pick, i), deg)
+        j = contact(gkey, i, k, deg, row, width, seg_lo, seg_n, seg_cum, clustering, age_h)
+        if j != i and (stage[j] == _UNAWARE or stage[j] == _LAPSED):
+            if m < cap:
+                target[ci, m] = j
+                source[ci, m] = i
+            m += 1
+    return m
 
 
 @njit(**SERIAL)
 def apply_referrals(
     target, source, found, day, stage, row, sx, orders, clock, acquired, reached, reached_by, track,
-    sx_of, colf, crow_of, fb_of, flows, cells, log_target, log_source, log_orders, ref_block,
+    sx_of, colf, crow_of, fb_of, flows, cells, log_target, log_source, log_orders, ref_block, active,
 ):
     """Apply the day's referral events in chunk order; return how many took effect.
 
@@ -182,6 +206,7 @@ def apply_referrals(
             stage[j] = _AWARE
             clock[j] = day
             if s == _UNAWARE:
+                active[j >> 6] |= _ONE << np.uint64(j & 63)
                 acquired[j] = _REFERRAL
                 if ref_block > 0:
                     row[j] = r + ref_block  # the referred customer's own rows (the day kernel's ref_block)

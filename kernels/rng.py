@@ -42,6 +42,7 @@ INIT_STAGE = 3  # starting stage
 INIT_LEVEL = 4  # responsiveness level
 INIT_BAND = 5  # age band
 INIT_PHASE = 12  # where a starting subscriber is in its billing period
+CANDIDATE = 13  # is an unaware customer a candidate for an event today? (thinning)
 
 
 @njit(**SERIAL)

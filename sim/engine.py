@@ -26,8 +26,9 @@ MAX_GAP = 400
 FUNNEL = ("audience", "impressions", "clicks", "sessions", "sends", "opens", "unsubscribes")
 
 #: bytes of kernel state per customer: stage, slot, orders, acquired, converted (1 each),
-#: row, clock and last order (2 each), revenue (4)
-STATE_BYTES = 15
+#: row, clock and last order (2 each), revenue (4), one bit of the active bitmap (rounded
+#: up to a byte here, for the memory check)
+STATE_BYTES = 16
 #: extra bytes per customer and replication for the customers table: 9 uint16 days (18)
 #: and 8 uint8 causes (8) + the Arrow columns built from them and the state (96); the
 #: memory check, ``cvj run --help`` and :func:`cvj.run` all use this one figure
@@ -160,6 +161,10 @@ class Engine:
         self.revenue = np.empty(N, np.float32)
         self.reached = np.empty((N if self.track else 0, 9), np.uint16)
         self.reached_by = np.full((N if self.track else 0, 8), 255, np.uint8)
+        # bit i % 64 of word i // 64: customer i is past unaware (or every customer, when
+        # the unaware are not thinned); see thinning_level
+        self.active = np.empty((N + 63) // 64, np.uint64)
+        self.unaware_column = unaware_column(cm)
         kernels.init_customers(
             self.stage,
             self.row,
@@ -181,6 +186,8 @@ class Engine:
             cm.width,
             cm.layout.sx_of,
             cm.phase,
+            self.active,
+            self.unaware_column >= 0,
         )
         self._crow_of = cm.crow_of
         self._fb_of = cm.fb_of
@@ -327,6 +334,8 @@ class Engine:
             self._cells,
             self._gaps,
             self._subs,
+            self.active,
+            thinning_level(tables.thr, self.unaware_column),
         )
         all_flows = self._flows.sum(axis=0)
         if self._cells.shape[1]:
@@ -361,6 +370,36 @@ class Engine:
         h.stages[d] = self.counts
         self.stock = reach.stock
         self.day = d
+
+
+def unaware_column(cm: Compiled) -> int:
+    """The column every unaware customer reads on every day, or -1 where the unaware
+    cannot be thinned: their slot has columns by days (an audience or profile by days
+    since day 0), or their clocks differ (a billing phase)."""
+    lay = cm.layout
+    L = MAX_DWELL + 1
+    x = int(lay.sx_of[0, int(cm.start_orders[0])])
+    cols = lay.colf[x * L : (x + 1) * L]
+    if cm.phase[0] > 0 or (cols != cols[0]).any():
+        return -1
+    return int(cols[0])
+
+
+def thinning_level(thr: np.ndarray, column: int) -> int:
+    """The day kernel's thinning of the unaware (``thin_k`` of
+    :func:`cvj.kernels.journey.advance_day`): the largest ``k`` up to
+    ``THIN_MAX`` with ``thr[row, column] * 2**k <= 2**32`` in every row, so an unaware
+    customer is looked at with probability ``2**-k`` a day and none can have a chance
+    above that. 0 where the unaware are not thinned (``column`` -1)."""
+    from .kernels.journey import THIN_MAX
+
+    if column < 0:
+        return 0
+    top = int(thr[:, column].max()) if thr.shape[0] else 0
+    k = 0
+    while k < THIN_MAX and top << (k + 1) <= 1 << 32:
+        k += 1
+    return k
 
 
 def realised_funnel(cm: Compiled, reach, tables, unsubscribes: int, key, day: int, cells=None) -> np.ndarray:

@@ -116,7 +116,7 @@ class WordOfMouth:
         while True:
             self._kn.refer(
                 e.stage, e.row, e.key, day, net.chance, net.contacts, e.cm.width, net.seg_lo, net.seg_n,
-                net.seg_cum, net.clustering, net.age_homophily, self._target, self._source, self._found,
+                net.seg_cum, net.clustering, net.age_homophily, self._target, self._source, self._found, e.active,
             )
             need = int(self._found.max(initial=0))
             if need <= self._cap:
@@ -139,7 +139,7 @@ class WordOfMouth:
         n = self._kn.apply_referrals(
             self._target, self._source, self._found, day, e.stage, e.row, e.sx, e.orders, e.clock, e.acquired,
             e.reached, e.reached_by, e.track, cm.layout.sx_of, cm.layout.colf, e._crow_of, e._fb_of, flows,
-            cells if cells is not None else np.zeros((0, 0), np.int64), lt, ls, lo, cm.ref_block,
+            cells if cells is not None else np.zeros((0, 0), np.int64), lt, ls, lo, cm.ref_block, e.active,
         )
         if n:
             self._day.append(np.full(n, day, np.int32))

@@ -9,7 +9,8 @@ M1 = 0xBF58476D1CE4E5B9
 M2 = 0x94D049BB133111EB
 C_SEED = 0x632BE59BD9B4E019
 C_DAY = 0xD1B54A32D192ED03
-EVENT, CHOICE, INIT_STAGE, INIT_LEVEL, INIT_BAND, INIT_PHASE = 1, 2, 3, 4, 5, 12
+EVENT, CHOICE, INIT_STAGE, INIT_LEVEL, INIT_BAND, INIT_PHASE, CANDIDATE = 1, 2, 3, 4, 5, 12, 13
+THIN_MAX = 8
 NEVER = 0xFFFF
 
 
@@ -104,8 +105,27 @@ def column(c, d, col_of, sx_of):
     return col_of[slot][min((d - c.clock) % 65536, len(col_of[slot]) - 1)]
 
 
+def thinned(col_of, sx_of, start_orders, phase):
+    """Whether the unaware draw their own uniform (see :func:`day`): their slot has one
+    column for all days and their clocks all start at 0."""
+    slot = col_of[sx_of[0][start_orders[0]]]
+    return phase[0] == 0 and all(c == slot[0] for c in slot)
+
+
+def unaware_uniform(key, i, d):
+    """An unaware customer's 32-bit uniform: its top 8 bits are bit i % 64 of the 8
+    CANDIDATE draws of its block of 64 customers (the first draw gives the top bit),
+    its low 24 bits the top 24 of its EVENT draw."""
+    block = i // 64
+    top = 0
+    for t in range(THIN_MAX):
+        top = 2 * top + (draw(key, block * 8 + t, d, CANDIDATE) >> (i % 64) & 1)
+    return top << 24 | draw(key, i, d, EVENT) >> 40
+
+
 def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub, cause_cum, buy_cum, price,
-        n_causes, n_bands, order_classes, max_gap, memo=None, start_offer=2, first_pay_at=-1, ref_block=0):
+        n_causes, n_bands, order_classes, max_gap, memo=None, start_offer=2, first_pay_at=-1, ref_block=0,
+        thin=False):
     """One day. Returns (flows, buys, first_touch, unsubscribes, gaps, subs) as dicts
     keyed by tuples; flows, buys, first_touch and subs are keyed by segment * n_bands +
     band first (first_touch: conversions by the cause that acquired the customer,
@@ -118,7 +138,10 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
     first payments by acquiring cause, then trials ended unpaid and paid.
 
     ``ref_block`` > 0: a customer acquired by referral reads the rows from ``ref_block``
-    on (its own chances), see :func:`row_of`."""
+    on (its own chances), see :func:`row_of`.
+
+    ``thin``: an unaware customer has an event when its :func:`unaware_uniform` is
+    below its threshold (everyone else: the top 32 bits of its EVENT draw)."""
     flows, buys, first_touch, unsubs, gaps, subs = {}, {}, {}, {}, {}, {}
     memo = memo or [1] * 30
 
@@ -139,7 +162,7 @@ def day(people, key, d, width, col_of, sx_of, thr, cut_adv, cut_lapse, cut_unsub
         crow = c.segment * width + cell
         fb = c.segment * n_bands + c.band
         t = thr[row][col]
-        if t == 0 or (draw(key, i, d, EVENT) >> 32) >= t:
+        if t == 0 or (unaware_uniform(key, i, d) if s == 0 and thin else draw(key, i, d, EVENT) >> 32) >= t:
             continue
         u = unit(draw(key, i, d, CHOICE))
         if u < cut_adv[row][col]:

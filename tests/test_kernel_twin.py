@@ -140,6 +140,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
     col_of = lay.colf.reshape(-1, MAX_DWELL + 1).tolist()  # [slot][days]
     sx_of = lay.sx_of.tolist()
     assert_same_state(e, people, track)
+    thin = naive.thinned(col_of, sx_of, cm.start_orders.tolist(), cm.phase.tolist())
     for d in range(1, cm.days + 1):
         reach = channel_reach(cm, e.counts, e.stock, cm.budget[d], e.cells)
         t = day_tables(cm, e.counts, reach, d)
@@ -166,6 +167,7 @@ def run_kernel_and_twin(sc, replication: int, track: bool) -> Engine:
             cm.start_offer,
             cm.first_pay_at,
             cm.ref_block,
+            thin,
         )
         e.step()
         assert_same_state(e, people, track)

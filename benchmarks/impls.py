@@ -197,9 +197,9 @@ def warm_up(threads=(1,)) -> None:
     run_numpy(scenario(DEFAULT, 2_000, 2))
 
 
-#: the Engine's per-customer arrays (the 15 bytes of kernels/journey.py), and those kept
-#: only for a customers table
-STATE_ARRAYS = ("stage", "row", "sx", "orders", "clock", "last_order", "acquired", "converted", "revenue")
+#: the Engine's per-customer arrays (the 15 bytes and 1 bit of kernels/journey.py), and
+#: those kept only for a customers table
+STATE_ARRAYS = ("stage", "row", "sx", "orders", "clock", "last_order", "acquired", "converted", "revenue", "active")
 TRACK_ARRAYS = ("reached", "reached_by")
 
 

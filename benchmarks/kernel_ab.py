@@ -43,7 +43,7 @@ from cvj.model import compile_scenario
 from . import impls
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ("stage", "row", "sx", "orders", "clock", "last_order", "acquired", "converted", "revenue")
+STATE = ("stage", "row", "sx", "orders", "clock", "last_order", "acquired", "converted", "revenue", "active")
 OUTS = ("flows", "buys", "first_touch", "cells", "gaps", "subs")
 
 

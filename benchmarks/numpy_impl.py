@@ -28,7 +28,8 @@ without calling it. The random numbers are NumPy's, not the kernel's counter-bas
 ones, so the two agree in distribution, not draw by draw
 (``tests/test_benchmark_models.py`` checks that).
 
-Per-customer state is the kernel's, 15 bytes: ``stage``, ``sx`` (slot), ``orders``,
+Per-customer state is the kernel's 15 bytes (without its bitmap of who is past unaware:
+this version looks at everyone every day): ``stage``, ``sx`` (slot), ``orders``,
 ``acquired``, ``converted`` (uint8), ``row``, ``clock``, ``last_order`` (uint16) and
 ``revenue`` (float32).
 """

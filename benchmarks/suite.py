@@ -630,8 +630,8 @@ def render(report: dict) -> str:
         _md(
             ["memory", "value"],
             [
-                ["kernel state (Engine arrays' nbytes)", f"{mem['kernel_state_bytes_per_customer']:.1f} bytes/customer"],
-                ["kernel state with the customers table", f"{mem['kernel_state_bytes_per_customer_tracked']:.1f} bytes/customer"],
+                ["kernel state (Engine arrays' nbytes)", f"{mem['kernel_state_bytes_per_customer']:.2f} bytes/customer"],
+                ["kernel state with the customers table", f"{mem['kernel_state_bytes_per_customer_tracked']:.2f} bytes/customer"],
                 ["NumPy version's state (its arrays' nbytes)", f"{mem['numpy_state_bytes_per_customer']:.1f} bytes/customer"],
                 [
                     f"peak RSS, {pm['customers']:,} customers x {pm['days']} days, fresh process",

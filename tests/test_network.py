@@ -84,9 +84,12 @@ def test_bass_limit_with_a_band_from_replications():
     band = z * sd[days] / np.sqrt(reps)
     want = bass(raw, mean[0])
     assert np.all(np.abs(mean[days] - want[days]) <= band), (mean[days], want[days], band)
-    # word of mouth amplifies early noise: the spread is several times binomial
+    # word of mouth amplifies early noise: the spread is several times binomial. Where
+    # it is widest (days 20-30, about 4x binomial over 60 replications, 2.7x on the
+    # last day), 12 replications estimate it within about 21% (1 / sqrt(2 * 11)), so
+    # "more than twice" fails there with probability about 1%
     binom = np.sqrt(want[days] * (1 - want[days]) / raw["market"]["customers"])
-    assert sd[days][-1] > 2 * binom[-1]
+    assert (sd[days] / binom).max() > 2, sd[days] / binom
     # power: a word of mouth 10% stronger is rejected
     stronger = bass(raw, mean[0], q_factor=1.1)
     assert np.any(np.abs(mean[days] - stronger[days]) > band)

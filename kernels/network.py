@@ -151,6 +151,8 @@ def refer(
                     i = (wd << 6) + _CTZ[(low * _DEBRUIJN) >> _S58]
                     if i >= hi:
                         break
+                    if chance[stage[i]] == 0:  # most customers do not refer: no call
+                        continue
                     m = _tell(i, stage, row, chance, k_refer, k_pick, gkey, deg, width, seg_lo, seg_n, seg_cum,
                               clustering, age_h, target, source, ci, cap, m)
         found[ci] = m

@@ -183,6 +183,31 @@ def init_customers(
 
 
 @njit(**PARALLEL)
+def count_customers(stage, row, sx, clock, fb_of, crow_of, colf, day, stages, cells):
+    """Customers by (segment x band, stage) into ``stages`` (int64[threads, GB, 10])
+    and, if ``cells`` has columns, by (segment x flag cell, column as of ``day``) into
+    ``cells`` (int64[threads, rows, cols]). Each thread adds into its own row; the
+    caller sums the rows (exact in any order)."""
+    n = stage.shape[0]
+    chunks = (n + CHUNK - 1) // CHUNK
+    stages[...] = 0
+    cells[...] = 0
+    n_cols = cells.shape[2]
+    for ci in prange(chunks):
+        w = get_thread_id()
+        lo = ci * CHUNK
+        hi = min(n, lo + CHUNK)
+        for i in range(lo, hi):
+            r = row[i]
+            stages[w, fb_of[r], stage[i]] += 1
+            if n_cols > 0:
+                dw = (day - np.int64(clock[i])) & CLOCK_MASK
+                if dw > MAX_DWELL:
+                    dw = MAX_DWELL
+                cells[w, crow_of[r], colf[(np.int64(sx[i]) << DWELL_BITS) + dw]] += 1
+
+
+@njit(**PARALLEL)
 def advance_day(
     stage,
     row,

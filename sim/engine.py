@@ -212,26 +212,31 @@ class Engine:
             gaps=np.zeros((ORDER_CLASSES, MAX_GAP + 1), np.int64),
             subs=np.zeros((D + 1, GB, K + 3), np.int64),
         )
-        self.history.stages[0] = self._count_stages()
-        self.counts = self.history.stages[0].copy()
+        # one pass over the customers counts both (the audiences as of day 1)
+        stages, cells = self._count(1, cells=cm.count_cells)
+        self.history.stages[0] = stages
+        self.counts = stages.copy()
         if cm.count_cells:
-            self.cells = self._count_cells(day=1)
+            self.cells = cells
         self.stock = np.zeros(C)
         self.day = 0
         # word of mouth on a social network: events found before each day, applied after it
         net = compile_network(cm)
         self.referrals = WordOfMouth(self, net) if net is not None else None
 
+    def _count(self, day: int, cells: bool) -> tuple[np.ndarray, np.ndarray]:
+        cm = self.cm
+        nc = self._k.max_threads()
+        stages = np.empty((nc, cm.n_segments * cm.n_bands, N_STAGES), np.int64)
+        out = np.empty((nc, cm.n_segments * cm.width, cm.layout.n_cols if cells else 0), np.int64)
+        self._k.count_customers(
+            self.stage, self.row, self.sx, self.clock, self._fb_of, self._crow_of, cm.layout.colf, day, stages, out
+        )
+        return stages.sum(axis=0), out.sum(axis=0)
+
     def _count_stages(self) -> np.ndarray:
-        """Customers by (segment x band, stage)."""
-        B = self.cm.n_bands
-        GB = self.cm.n_segments * B
-        out = np.zeros(GB * N_STAGES, np.int64)
-        step = 1 << 20  # in blocks, so the int64 index costs 8 MiB, not 8 bytes per customer
-        for lo in range(0, self.stage.shape[0], step):
-            fb = self._fb_of[self.row[lo : lo + step]]
-            out += np.bincount(fb * N_STAGES + self.stage[lo : lo + step], minlength=GB * N_STAGES)
-        return out.reshape(GB, N_STAGES)
+        """Customers by (segment x band, stage), counted (not carried from the flows)."""
+        return self._count(0, cells=False)[0]
 
     @property
     def profile(self) -> np.ndarray:
@@ -242,18 +247,7 @@ class Engine:
     def _count_cells(self, day: int) -> np.ndarray:
         """Customers by (segment x flag cell, column) as of ``day``: the start of the
         audience counts (the kernel then reports each day's changes to them)."""
-        cm = self.cm
-        lay = cm.layout
-        L = MAX_DWELL + 1
-        n_rows = cm.n_segments * cm.width
-        out = np.zeros(n_rows * lay.n_cols, np.int64)
-        step = 1 << 20
-        for lo in range(0, self.stage.shape[0], step):
-            dwell = np.minimum((day - self.clock[lo : lo + step].astype(np.int64)) & 0xFFFF, MAX_DWELL)
-            col = lay.colf[self.sx[lo : lo + step].astype(np.int64) * L + dwell]
-            idx = self._crow_of[self.row[lo : lo + step]] * lay.n_cols + col
-            out += np.bincount(idx, minlength=out.shape[0])
-        return out.reshape(n_rows, lay.n_cols)
+        return self._count(day, cells=True)[1]
 
     @property
     def segment(self) -> np.ndarray:

@@ -117,6 +117,25 @@ def test_resume_refuses_another_study_or_a_foreign_directory(study_file, tmp_pat
     assert not (tmp_path / "new").exists()  # nothing was written into it: removed
 
 
+
+def test_a_study_removes_only_what_it_wrote(study_file, tmp_path):
+    """--resume drops a finished study's runs and contrasts before rewriting them, and a
+    DIR a study created and wrote nothing into is removed when it closes; neither takes
+    a file a person put there, nor the folders holding it."""
+    st = load_study(study_file)
+    out = tmp_path / "out"
+    compare(st, workers=1, out=out)
+    (out / "runs" / "notes.txt").write_text("mine")
+    with StudyDir(out, st, resume=True):
+        assert (out / "runs" / "notes.txt").read_text() == "mine"
+        assert not (out / "runs" / "part-0.parquet").exists() and not (out / "contrasts").exists()
+    new = tmp_path / "new"
+    with StudyDir(new, st) as d:
+        assert d.done == set()
+        (new / "notes.txt").write_text("mine")  # arrives while the study holds DIR
+    assert (new / "notes.txt").read_text() == "mine"
+    assert not (new / MANIFEST).exists()
+
 def test_one_writer_at_a_time(study_file, tmp_path):
     st = load_study(study_file)
     out = tmp_path / "out"

@@ -109,6 +109,24 @@ def _write_atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _remove_written(top: Path) -> None:
+    """Remove what a study writes under ``top`` (its ``_cvj.json``, ``part-0.parquet``
+    files and hidden ``.*.tmp`` files) and then the directories left empty, deepest
+    first. Anything else, and every directory holding it, stays: nothing is deleted
+    that cvj did not write."""
+    if top.is_symlink() or not top.is_dir():
+        return
+    for dirpath, _dirs, files in os.walk(top, topdown=False):
+        here = Path(dirpath)
+        for f in files:
+            if f == PART or (f.startswith(".") and f.endswith(".tmp")) or (here == top and f == MANIFEST):
+                (here / f).unlink(missing_ok=True)
+        try:
+            here.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def _read(path: Path) -> pa.Table:
     return pq.ParquetFile(path).read().replace_schema_metadata(None)
 
@@ -171,7 +189,7 @@ class StudyDir:
                 self._created = True
             self._sweep()
             for name in STUDY_TABLES:  # only a complete DIR has them
-                shutil.rmtree(root / name, ignore_errors=True)
+                _remove_written(root / name)
             self._manifest(complete=False)
             #: (variant, replication) of the partitions already done (resume)
             self.done: set[tuple[str, int]] = {key for key in self.tasks() if self.is_done(*key)}
@@ -322,7 +340,7 @@ class StudyDir:
         if self._lock.held:
             try:
                 if self._created and self._written == 0 and not getattr(self, "done", None):
-                    shutil.rmtree(self.root, ignore_errors=True)
+                    _remove_written(self.root)
             finally:
                 self._lock.release()
         if not self.root.exists():  # nothing of this study is there: nor the parents it created

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cvj.engine import Engine, use_threads
-from cvj.model import MAX_DWELL, compile_scenario
+from cvj.model import compile_scenario
 from cvj.scenario import Scenario, default_scenario_path, rate_at, read_toml, validate_scenario
 
 KERNEL, NUMPY, MESA, PYTHON, MESA_REFERENCE = "kernel", "numpy", "mesa", "python", "mesa-reference"
@@ -119,17 +119,6 @@ def scenario(name: str, customers: int, days: int) -> Scenario:
     return validate_scenario(raw, source=f"<benchmark {name}>")
 
 
-def start_cells(e: Engine) -> np.ndarray:
-    """Customers by (segment x flag cell, column) on day 1, from the engine's state (what
-    the kernel counts at the end of each day when counting is on)."""
-    cm = e.cm
-    lay = cm.layout
-    dwell = np.minimum(1 - e.clock.astype(np.int64), MAX_DWELL)
-    col = lay.colf[e.sx.astype(np.int64) * (MAX_DWELL + 1) + dwell]
-    n = cm.n_segments * cm.width * lay.n_cols
-    return np.bincount(cm.crow_of[e.row] * lay.n_cols + col, minlength=n).reshape(-1, lay.n_cols)
-
-
 def run_kernel(sc: Scenario, threads: int = 1, counting: bool = True):
     cm = compile_scenario(sc)
     with use_threads(threads):
@@ -139,7 +128,7 @@ def run_kernel(sc: Scenario, threads: int = 1, counting: bool = True):
             # the engine sizes the kernel's count by Compiled.count_cells; off, the
             # audiences are read from the cells counted once here (public state)
             e = Engine(dataclasses.replace(cm, count_cells=False))
-            e.cells = start_cells(e)
+            e.cells = e._count_cells(day=1)
         while not e.done:
             e.step()
     return e

@@ -162,11 +162,9 @@ def refer(
 def _tell(i, stage, row, chance, k_refer, k_pick, gkey, deg, width, seg_lo, seg_n, seg_cum, clustering, age_h,
           target, source, ci, cap, m):
     """Customer ``i``'s referral of the day, if any, appended to chunk ``ci``'s buffers
-    at ``m``; returns the chunk's new count."""
-    c = chance[stage[i]]
-    if c == 0:
-        return m
-    if (draw_at(k_refer, i) >> _S32) < c:
+    at ``m``; returns the chunk's new count. The caller skips the stages that do not
+    refer (``chance`` 0)."""
+    if (draw_at(k_refer, i) >> _S32) < chance[stage[i]]:
         k = _uniform_index(draw_at(k_pick, i), deg)
         j = contact(gkey, i, k, deg, row, width, seg_lo, seg_n, seg_cum, clustering, age_h)
         if j != i and (stage[j] == _UNAWARE or stage[j] == _LAPSED):
